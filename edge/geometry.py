@@ -1,0 +1,101 @@
+"""From a camera or capture frame to the model's 224x224 RGB input: optional crop or four-corner screen warp.
+
+A camera pointed at a TV sees the screen as a quadrilateral; ``Geometry.corners`` (top-left, top-right,
+bottom-right, bottom-left, in frame pixels) maps it back to a frontal picture before the resize, so a model trained on
+one view keeps working. Resizing is always ``cv2.INTER_AREA`` on the whole picture (no centre crop): the same
+preprocessing the backbone reference and the training use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from adbreak.errors import AdbreakError
+
+INPUT_SIZE = 224
+
+
+def resize_input(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """The canonical resize: whole image to size x size, area interpolation."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    crop: tuple[int, int, int, int] | None = None  # x, y, width, height in frame pixels
+    corners: tuple[tuple[float, float], ...] | None = None  # 4 points: TL, TR, BR, BL
+
+    def __post_init__(self) -> None:
+        if self.crop is not None and self.corners is not None:
+            raise AdbreakError("give either a crop or four screen corners, not both")
+        if self.crop is not None:
+            x, y, w, h = self.crop
+            if w <= 0 or h <= 0 or x < 0 or y < 0:
+                raise AdbreakError(f"bad crop {self.crop}: x,y must be >= 0 and width,height > 0")
+        if self.corners is not None:
+            pts = np.asarray(self.corners, dtype=np.float32)
+            if pts.shape != (4, 2):
+                raise AdbreakError("screen corners must be four x,y points: TL, TR, BR, BL")
+            if abs(cv2.contourArea(pts)) < 100:
+                raise AdbreakError("screen corners enclose (almost) no area")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.crop is None and self.corners is None
+
+    def to_input(self, image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+        """Map a full RGB frame to the size x size model input."""
+        if self.crop is not None:
+            x, y, w, h = self.crop
+            if x + w > image.shape[1] or y + h > image.shape[0]:
+                raise AdbreakError(f"crop {self.crop} lies outside the {image.shape[1]}x{image.shape[0]} frame")
+            return resize_input(image[y : y + h, x : x + w], size)
+        if self.corners is not None:
+            # warp at twice the input size with bilinear sampling, then area-downscale: no aliasing either way
+            big = 2 * size
+            dst = np.float32([[0, 0], [big - 1, 0], [big - 1, big - 1], [0, big - 1]])
+            m = cv2.getPerspectiveTransform(np.asarray(self.corners, dtype=np.float32), dst)
+            warped = cv2.warpPerspective(image, m, (big, big), flags=cv2.INTER_LINEAR)
+            return cv2.resize(warped, (size, size), interpolation=cv2.INTER_AREA)
+        return resize_input(image, size)
+
+    # --- (de)serialisation, for the model bundle and the CLI ---
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "crop": list(self.crop) if self.crop else None,
+            "corners": [list(p) for p in self.corners] if self.corners else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Geometry:
+        if not data:
+            return cls()
+        crop = data.get("crop")
+        corners = data.get("corners")
+        return cls(
+            crop=tuple(int(v) for v in crop) if crop else None,  # type: ignore[arg-type]
+            corners=tuple((float(x), float(y)) for x, y in corners) if corners else None,
+        )
+
+    @classmethod
+    def parse(cls, crop: str | None = None, corners: str | None = None) -> Geometry:
+        """From the CLI's ``--crop x,y,w,h`` / ``--corners x1,y1,...,x4,y4`` strings."""
+        try:
+            c = tuple(int(float(v)) for v in crop.split(",")) if crop else None
+            k = [float(v) for v in corners.split(",")] if corners else None
+        except ValueError as exc:
+            raise AdbreakError(f"bad geometry: {exc}") from exc
+        if c is not None and len(c) != 4:
+            raise AdbreakError("--crop takes x,y,width,height")
+        if k is not None and len(k) != 8:
+            raise AdbreakError("--corners takes eight numbers: x,y of top-left, top-right, bottom-right, bottom-left")
+        return cls(
+            crop=c,  # type: ignore[arg-type]
+            corners=tuple((k[i], k[i + 1]) for i in range(0, 8, 2)) if k else None,
+        )
