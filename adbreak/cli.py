@@ -1,0 +1,290 @@
+"""The ``adbreak`` command line. Every command: --help, a one-line error and a non-zero exit on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from adbreak import __version__
+from adbreak.errors import AdbreakError
+
+log = logging.getLogger("adbreak")
+
+
+# ---------------------------------------------------------------- shared option groups
+def _add_decision_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("temporal decision (defaults: the model bundle's, or the built-in ones)")
+    g.add_argument("--smoothing", choices=["window", "ema"], help="rolling mean over a window, or exponential")
+    g.add_argument("--window", type=float, metavar="S", help="rolling window in seconds (0 = one frame: no smoothing)")
+    g.add_argument("--ema-tau", type=float, metavar="S", help="time constant of the exponential smoothing")
+    g.add_argument("--enter", type=float, metavar="P", help="smoothed p(ad) at or above which an ad starts")
+    g.add_argument("--exit", type=float, metavar="P", help="smoothed p(ad) at or below which the ad ends")
+    g.add_argument("--min-ad", type=float, metavar="S", help="minimum length of an ad segment, seconds")
+    g.add_argument("--min-program", type=float, metavar="S", help="minimum length of a program segment, seconds")
+
+
+def _decision(args: argparse.Namespace, base: Any = None) -> Any:
+    from edge.decision import DecisionConfig
+
+    cfg = base or DecisionConfig()
+    changes = {
+        "smoothing": args.smoothing,
+        "window_s": args.window,
+        "ema_tau_s": args.ema_tau,
+        "enter_threshold": args.enter,
+        "exit_threshold": args.exit,
+        "min_ad_s": args.min_ad,
+        "min_program_s": args.min_program,
+    }
+    data = cfg.to_dict()
+    data.update({k: v for k, v in changes.items() if v is not None})
+    try:
+        return DecisionConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise AdbreakError(f"bad decision settings: {exc}") from exc
+
+
+def _add_geometry_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("screen geometry (default: the model bundle's)")
+    g.add_argument("--crop", metavar="X,Y,W,H", help="use only this rectangle of the frame")
+    g.add_argument("--corners", metavar="X1,Y1,...,X4,Y4", help="four screen corners TL,TR,BR,BL to warp to frontal")
+
+
+def _geometry(args: argparse.Namespace) -> Any:
+    from edge.geometry import Geometry
+
+    if not (args.crop or args.corners):
+        return None
+    return Geometry.parse(args.crop, args.corners)
+
+
+def _positive(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {value}") from exc
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {value}")
+    return v
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    from adbreak.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- commands
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from adbreak.evaluate import evaluate_scores, evaluate_video
+    from adbreak.metrics import format_metrics
+
+    if args.scores:
+        if args.video or args.model:
+            raise AdbreakError("give either VIDEO --model BUNDLE or --scores SCORES.csv, not both")
+        run = evaluate_scores(args.scores, args.truth, decision=_decision(args))
+    else:
+        if not args.video or not args.model:
+            raise AdbreakError("evaluate needs VIDEO and --model BUNDLE (or --scores SCORES.csv)")
+        from edge.bundle import ModelBundle
+
+        base = ModelBundle.load(args.model).decision
+        run = evaluate_video(
+            args.video,
+            args.truth,
+            args.model,
+            decision=_decision(args, base),
+            geometry=_geometry(args),
+            fps=args.fps,
+            record_scores=args.record_scores,
+            progress=not args.quiet,
+        )
+    if args.json:
+        _write_json(args.json, run.metrics)
+    if args.predicted:
+        from adbreak.segments import write_segments
+
+        write_segments(args.predicted, run.predicted)
+    print(format_metrics(run.metrics))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from adbreak.training.trainer import TrainConfig, train
+    from edge.geometry import Geometry
+
+    cfg = TrainConfig(
+        name=args.name or Path(args.out).name,
+        val_fraction=args.val_fraction,
+        holdout_fraction=args.holdout_fraction,
+        holdout_recordings=frozenset(args.holdout_recording or ()),
+        c=args.c,
+        geometry=_geometry(args) or Geometry(),
+        fps=args.fps,
+        decision=_decision(args),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    result = train(args.dataset, args.out, cfg)
+    r = result.report
+    if args.json:
+        _write_json(args.json, r)
+    print(f"model bundle: {result.bundle}  ({r['version']})")
+    for split in ("train", "validation", "holdout"):
+        m = r[split]
+        if m.get("frames"):
+            print(f"  {split:<10} accuracy {m['accuracy']:.4f}  on {m['frames']} frames")
+    print(f"  time: features {r['timing_s']['features']:.1f} s (cache hits {r['cache']['hits']}, "
+          f"misses {r['cache']['misses']}), fit {r['timing_s']['fit']:.1f} s, total {r['timing_s']['total']:.1f} s")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from adbreak.frames import extract
+
+    counts = extract(args.video, args.segments, args.out, fps=args.fps, margin_s=args.margin, progress=not args.quiet)
+    print(f"{sum(counts.values())} frames into {args.out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from adbreak.frames import collect
+
+    n = collect(args.source, args.label, args.out, fps=args.fps, duration_s=args.duration, max_frames=args.max_frames,
+                progress=not args.quiet)
+    print(f"{n} frames into {Path(args.out) / args.label}")
+    return 0
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from adbreak.annotate import annotate
+    from edge.bundle import ModelBundle
+
+    base = ModelBundle.load(args.model).decision
+    n = annotate(args.video, args.model, args.out, decision=_decision(args, base), geometry=_geometry(args),
+                 progress=not args.quiet)
+    print(f"{n} frames written to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from adbreak.demo import run_demo
+
+    return run_demo(Path(args.out), heldout_s=args.duration, train_s=args.train_duration, progress=not args.quiet)
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adbreak", description="Knows when the TV is showing an ad.")
+    parser.add_argument("--version", action="version", version=f"adbreak {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("demo", parents=[common], help="offline demo: build a broadcast, train, evaluate, annotate",
+                       description="Builds a training and a held-out sample broadcast from the bundled clips, trains a "
+                       "model on one, evaluates it on the other as if live, and writes the annotated video.")
+    p.add_argument("--duration", type=_positive, default=300.0, metavar="S", help="held-out broadcast length (300)")
+    p.add_argument("--train-duration", type=_positive, default=600.0, metavar="S",
+                   help="training broadcast length (600)")
+    p.add_argument("--out", default="out/demo", help="output folder (out/demo)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("collect", parents=[common], help="save frames from a source into DIR/LABEL/",
+                       description="Save frames from a camera, capture device, stream, file or image folder into "
+                       "DIR/LABEL/ for training. Stops at the end of the source, --duration, --max-frames or Ctrl-C.")
+    p.add_argument("source", help="picamera2, /dev/videoN, a video file, an RTSP/HTTP URL, or an image folder")
+    p.add_argument("--label", required=True, help="class name, e.g. ad or program")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--fps", type=_positive, default=1.0, help="frames per second to save (1)")
+    p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds of stream time")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("extract", parents=[common], help="cut a labelled recording into DIR/<label>/ frames",
+                       description="Cut a recording into frames under DIR/<label>/ using a segment file "
+                       "(start,end,label).")
+    p.add_argument("video")
+    p.add_argument("--segments", required=True, metavar="S.csv")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--fps", type=_positive, default=2.0, help="frames per second to extract (2)")
+    p.add_argument("--margin", type=float, default=0.0, metavar="S",
+                   help="skip frames within S seconds of a label change (0)")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("train", parents=[common], help="transfer learning: frame folders -> model bundle",
+                       description="Train a classifier head on the pretrained backbone's features of DIR/<label>/ "
+                       "images (at least two classes, one named 'ad'). Writes a model bundle with a report.")
+    p.add_argument("dataset", metavar="DIR")
+    p.add_argument("--out", required=True, metavar="BUNDLE")
+    p.add_argument("--name", help="model name (default: the bundle folder's name)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="last-but-one time block per class (0.15)")
+    p.add_argument("--holdout-fraction", type=float, default=0.15, help="last time block per class (0.15)")
+    p.add_argument("--holdout-recording", action="append", metavar="NAME",
+                   help="hold out a whole recording (repeatable); replaces the time holdout")
+    p.add_argument("--c", type=_positive, default=0.1, help="inverse L2 regularisation of the head (0.1)")
+    p.add_argument("--fps", type=_positive, default=5.0, help="analysis rate stored in the bundle (5)")
+    p.add_argument("--cache-dir", help="bottleneck cache (default ~/.cache/adbreak or $ADBREAK_CACHE_DIR)")
+    p.add_argument("--json", metavar="OUT", help="also write the training report as JSON")
+    _add_geometry_options(p)
+    _add_decision_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", parents=[common], help="run the live pipeline over a recording; print metrics",
+                       description="Online: VIDEO --model BUNDLE runs the exact live pipeline over the recording. "
+                       "Offline: --scores SCORES.csv re-runs only the temporal decision on recorded scores.")
+    p.add_argument("video", nargs="?")
+    p.add_argument("--truth", required=True, metavar="S.csv")
+    p.add_argument("--model", metavar="BUNDLE")
+    p.add_argument("--scores", metavar="SCORES.csv", help="decision stage only, on recorded per-frame scores")
+    p.add_argument("--record-scores", metavar="SCORES.csv", help="write the per-frame scores of an online run")
+    p.add_argument("--predicted", metavar="S.csv", help="write the predicted segments")
+    p.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
+    p.add_argument("--fps", type=_positive, help="analysis rate (default: the bundle's)")
+    _add_geometry_options(p)
+    _add_decision_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("annotate", parents=[common], help="draw the decision and probabilities on the video",
+                       description="Write VIDEO with the decision and the raw and smoothed ad probability drawn on "
+                       "every frame.")
+    p.add_argument("video")
+    p.add_argument("--model", required=True, metavar="BUNDLE")
+    p.add_argument("--out", required=True, metavar="OUT.mp4")
+    _add_geometry_options(p)
+    _add_decision_options(p)
+    p.set_defaults(func=cmd_annotate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if hasattr(args, "quiet") and not sys.stderr.isatty():
+        args.quiet = True  # progress bars are for people at a terminal, not for logs and pipes
+    try:
+        return int(args.func(args) or 0)
+    except AdbreakError as exc:
+        print(f"adbreak {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"adbreak {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

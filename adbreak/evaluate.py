@@ -1,0 +1,143 @@
+"""``adbreak evaluate``: the live pipeline run over a recording as if live, or the decision stage alone on scores.
+
+Online mode decodes, samples, preprocesses, runs the backbone, the head and the decision exactly as the edge agent
+does, frame by frame (decoding overlaps inference in a second thread, as on the edge). Each transition's latency is
+its decision's stream time minus the true transition time, plus the wall time the pipeline took on that frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adbreak.errors import AdbreakError
+from adbreak.metrics import evaluate_segments, transition_latencies
+from adbreak.scores import read_scores, write_scores
+from adbreak.segments import Segment, read_segments
+from edge.bundle import ModelBundle
+from edge.decision import AdStateMachine, DecisionConfig, Transition, transitions_to_segments
+from edge.geometry import Geometry
+from edge.pipeline import Detector
+from edge.sources import Prefetcher, VideoSource
+
+
+@dataclass
+class EvaluationRun:
+    metrics: dict[str, Any]
+    predicted: list[Segment]
+    transitions: list[Transition]
+    decision: DecisionConfig
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _predicted(machine: AdStateMachine, transitions: list[Transition], duration: float) -> list[Segment]:
+    initial = machine.initial_state
+    if initial is None:
+        raise AdbreakError("too few frames to reach a decision (the recording is shorter than the smoothing window)")
+    return transitions_to_segments(initial, transitions, duration)
+
+
+def evaluate_video(
+    video: str | Path,
+    truth_path: str | Path,
+    bundle_path: str | Path,
+    *,
+    decision: DecisionConfig | None = None,
+    geometry: Geometry | None = None,
+    fps: float | None = None,
+    record_scores: str | Path | None = None,
+    progress: bool = True,
+) -> EvaluationRun:
+    from tqdm import tqdm
+
+    truth = read_segments(truth_path)
+    duration = truth[-1].end
+    bundle = ModelBundle.load(bundle_path)
+    detector = Detector(bundle, decision, geometry)
+    source = VideoSource(str(video), fps or bundle.preprocessing.fps)
+    ts: list[float] = []
+    p_ads: list[float] = []
+    smoothed: list[float] = []
+    probs: list[np.ndarray] = []
+    transitions: list[Transition] = []
+    decided: list[tuple[float, float, str]] = []
+    bar = tqdm(total=round(duration, 1), desc="evaluate", unit="s", disable=not progress, leave=False)
+    started = time.perf_counter()
+    with Prefetcher(source, maxsize=16, drop_oldest=False) as frames:
+        for frame in frames:
+            if frame.t >= duration:
+                break
+            r = detector.process(frame)
+            ts.append(r.t)
+            p_ads.append(r.p_ad)
+            smoothed.append(r.smoothed)
+            probs.append(r.probs)
+            if r.transition is not None:
+                transitions.append(r.transition)
+                decided.append((r.transition.decided_t + r.latency_s, r.transition.boundary_t, r.transition.to_label.value))
+            bar.update(round(r.t - bar.n, 1))
+    wall = time.perf_counter() - started
+    bar.close()
+    end = ts[-1] if ts else 0.0
+    if end < duration - 2.0:
+        raise AdbreakError(
+            f"{video} ends at {end:.1f} s but its truth runs to {duration:.1f} s (truncated video or wrong truth file?)"
+        )
+    if source.decode_errors:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: %d corrupt packets skipped", video, source.decode_errors)
+    predicted = _predicted(detector.machine, transitions, duration)
+    metrics = evaluate_segments(
+        truth,
+        predicted,
+        latencies_s=transition_latencies(truth, decided),
+        frames=len(ts),
+        wall_s=wall,
+        duration_s=duration,
+    )
+    columns = {"t": np.array(ts), "p_ad": np.array(p_ads), "smoothed": np.array(smoothed)}
+    if probs:
+        stacked = np.vstack(probs)
+        for k, label in enumerate(bundle.labels):
+            columns[f"p_{label}"] = stacked[:, k]
+    if record_scores:
+        extras = {k: v for k, v in columns.items() if k not in ("t", "p_ad")}
+        write_scores(record_scores, columns["t"], columns["p_ad"], extras)
+    return EvaluationRun(metrics, predicted, transitions, detector.decision, columns)
+
+
+def evaluate_scores(
+    scores_path: str | Path, truth_path: str | Path, *, decision: DecisionConfig | None = None
+) -> EvaluationRun:
+    """Re-run only the temporal decision on recorded per-frame scores."""
+    truth = read_segments(truth_path)
+    duration = truth[-1].end
+    t, p_ad, _extras = read_scores(scores_path)
+    cfg = decision or DecisionConfig()
+    machine = AdStateMachine(cfg)
+    transitions: list[Transition] = []
+    decided: list[tuple[float, float, str]] = []
+    started = time.perf_counter()
+    for ti, pi in zip(t.tolist(), p_ad.tolist(), strict=True):
+        if ti >= duration:
+            break
+        step = machine.update(ti, pi)
+        if step.transition is not None:
+            transitions.append(step.transition)
+            decided.append((step.transition.decided_t, step.transition.boundary_t, step.transition.to_label.value))
+    wall = time.perf_counter() - started
+    predicted = _predicted(machine, transitions, duration)
+    metrics = evaluate_segments(
+        truth,
+        predicted,
+        latencies_s=transition_latencies(truth, decided),
+        frames=int((t < duration).sum()),
+        wall_s=wall,
+        duration_s=duration,
+    )
+    return EvaluationRun(metrics, predicted, transitions, cfg)

@@ -1,0 +1,150 @@
+"""Speed and memory of the detection path.
+
+1. backbone alone: one 224x224 frame through the int8 model, one thread (the hardware's yardstick);
+2. the whole per-frame path on one thread, no prefetch: decode, sample (5 fps), preprocess, backbone, head, decision;
+3. `adbreak evaluate` on a 30-minute 960x540 25 fps recording at 5 fps (a new process, as a user runs it);
+4. the edge process's peak RSS while running the pipeline.
+
+Usage: python bench/bench_pipeline.py [--minutes 30] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from common import DATA, ROOT, adbreak, broadcast, log, median, trained_bundle, write_result
+
+RSS_PROBE = r"""
+import resource, sys, time
+from edge.bundle import ModelBundle
+from edge.pipeline import Detector
+from edge.sources import VideoSource, Prefetcher
+d = Detector(ModelBundle.load(sys.argv[1]))
+n = 0
+with Prefetcher(VideoSource(sys.argv[2], 5.0)) as frames:
+    for f in frames:
+        d.process(f)
+        n += 1
+        if f.t > float(sys.argv[3]):
+            break
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def one_thread_path(bundle, video, frames: int) -> dict[str, float]:
+    from edge.bundle import ModelBundle
+    from edge.decision import AdStateMachine
+    from edge.pipeline import Detector
+    from edge.sources import VideoSource
+
+    det = Detector(ModelBundle.load(bundle))
+    det.machine = AdStateMachine(det.decision)
+    stages = dict.fromkeys(("decode_sample", "preprocess", "backbone", "head", "decision"), 0.0)
+    src = VideoSource(str(video), 5.0, threads=False)
+    it = iter(src)
+    started = time.perf_counter()
+    for _ in range(frames):
+        a = time.perf_counter()
+        f = next(it)
+        b = time.perf_counter()
+        x = det.preprocess(f.image)
+        c = time.perf_counter()
+        feats = det.backbone.features(x[None])
+        d = time.perf_counter()
+        p = det.head.predict_proba(feats)[0]
+        e = time.perf_counter()
+        det.machine.update(f.t, float(p[det.ad_index]))
+        g = time.perf_counter()
+        for k, dt in zip(stages, (b - a, c - b, d - c, e - d, g - e), strict=True):
+            stages[k] += dt
+    total = time.perf_counter() - started
+    src.close()
+    out = {f"{k}_ms": round(v / frames * 1000, 3) for k, v in stages.items()}
+    out["total_ms"] = round(total / frames * 1000, 3)
+    out["frames_per_s"] = round(frames / total, 1)
+    return out
+
+
+def backbone_ms(repeats: int = 200) -> float:
+    from edge.backbone import Backbone
+
+    bb = Backbone.shared()
+    x = np.random.default_rng(0).integers(0, 255, (1, 224, 224, 3), dtype=np.uint8)
+    for _ in range(10):
+        bb.features(x)
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        bb.features(x)
+        ts.append(time.perf_counter() - t)
+    return round(median(ts) * 1000, 3)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--path-frames", type=int, default=600)
+    args = ap.parse_args()
+
+    tv, tt, tm = broadcast("train-clean-10m", seed=1, duration_s=600, pool="train")
+    bundle = trained_bundle("clean-10m", tv, tt, tm)
+    video, truth, _ = broadcast(f"bench-{args.minutes:g}m", seed=7, duration_s=args.minutes * 60, pool="heldout")
+
+    log("backbone alone")
+    bb = [backbone_ms() for _ in range(args.repeats)]
+    log("per-frame path, one thread")
+    paths = [one_thread_path(bundle, video, args.path_frames) for _ in range(args.repeats)]
+    path = min(paths, key=lambda p: abs(p["frames_per_s"] - median([q["frames_per_s"] for q in paths])))
+    log(f"adbreak evaluate on the {args.minutes:g}-minute recording")
+    walls = []
+    metrics = {}
+    for _ in range(max(1, args.repeats - 1)):
+        out = DATA / "bench-eval.json"
+        _, wall = adbreak("evaluate", video, "--truth", truth, "--model", bundle, "--json", out)
+        walls.append(wall)
+        metrics = json.loads(out.read_text())
+    log("edge RSS")
+    proc = subprocess.run([sys.executable, "-c", RSS_PROBE, str(bundle), str(video), "120"], capture_output=True,
+                          text=True, cwd=ROOT, check=True)
+    frames_rss, rss_kb = map(int, proc.stdout.split())
+
+    result = {
+        "recording": {"file": video.name, "minutes": args.minutes, "size": "960x540", "fps": 25, "analysed_fps": 5},
+        "backbone_one_thread_ms_median": median(bb),
+        "backbone_runs_ms": bb,
+        "per_frame_path_one_thread": path,
+        "per_frame_path_runs_fps": [p["frames_per_s"] for p in paths],
+        "evaluate_wall_s_median": round(median(walls), 1),
+        "evaluate_wall_s_runs": [round(w, 1) for w in walls],
+        "evaluate_metrics": metrics,
+        "edge_rss_mb": round(rss_kb / 1024, 1),
+        "edge_rss_frames": frames_rss,
+        "targets": {"per_frame_path_fps": 150, "evaluate_30min_s": 60, "edge_rss_mb": 150},
+    }
+    md = f"""# Detection path speed and memory
+
+Machine: see `pipeline.json` (`machine`). Medians of {args.repeats} runs in one session.
+
+| measure | result | target |
+|---|---|---|
+| backbone alone, one thread, per frame | {median(bb):.2f} ms | (research.md: 2.2 ms on its machine) |
+| whole per-frame path, one thread (decode, sample, preprocess, backbone, head, decision) | {path['frames_per_s']:.1f} frames/s ({path['total_ms']:.2f} ms) | >= 150 frames/s |
+| of which decode+sample / preprocess / backbone / head / decision | {path['decode_sample_ms']:.2f} / {path['preprocess_ms']:.2f} / {path['backbone_ms']:.2f} / {path['head_ms']:.3f} / {path['decision_ms']:.3f} ms | |
+| `adbreak evaluate`, {args.minutes:g}-min 540p recording at 5 fps | {median(walls):.1f} s (realtime x{metrics.get('realtime_factor')}) | <= 60 s |
+| edge process peak RSS (bundle loaded, {frames_rss} frames analysed) | {rss_kb / 1024:.1f} MB | <= 150 MB |
+
+Reproduce: `.venv/bin/python bench/bench_pipeline.py` (builds its recordings under bench/.data the first time).
+"""
+    write_result("pipeline", result, md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
