@@ -1,0 +1,29 @@
+"""Test support: the real clips, and running the real `adbreak` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MEDIA = Path(os.environ.get("ADBREAK_MEDIA", ROOT.parent / "shared" / "media"))
+BUNDLED_MEDIA = ROOT / "adbreak" / "broadcast" / "media"
+
+
+def media(name: str) -> Path:
+    """A real clip: ../shared/media when present, else the compact copy the package ships."""
+    shared = next(MEDIA.glob(f"**/{name}*"), None) if MEDIA.is_dir() else None
+    return shared if shared is not None else next(BUNDLED_MEDIA.glob(f"{name}*"))
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``adbreak ARGS`` as a user would (a new process), capturing output."""
+    return subprocess.run(
+        [sys.executable, "-m", "adbreak.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
