@@ -61,7 +61,7 @@ class DecisionConfig:
     """Smoothed ``p_ad`` at or above it turns ``PROGRAM`` into ``AD``."""
     exit_threshold: float = 0.3
     """Smoothed ``p_ad`` at or below it turns ``AD`` into ``PROGRAM``; must be below ``enter_threshold``."""
-    min_ad_s: float = 15.0
+    min_ad_s: float = 10.0
     """An ``AD`` state lasts at least this long from its boundary."""
     min_program_s: float = 20.0
     """A ``PROGRAM`` state lasts at least this long from its boundary."""

@@ -123,22 +123,22 @@ def test_hysteresis_keeps_the_state_between_the_thresholds() -> None:
 
 def test_minimum_time_ignores_a_short_excursion() -> None:
     ts = frame_times(200)
-    ps = levels(ts, [(30.1, HIGH), (35.1, LOW), (38.1, HIGH), (120.1, LOW)])  # 3 s program-like dip in the break
-    _, _, transitions, _ = run(ts, ps)  # min_ad_s = 15
+    ps = levels(ts, [(30.1, HIGH), (33.1, LOW), (36.1, HIGH), (120.1, LOW)])  # 3 s program-like dip in the break
+    _, _, transitions, _ = run(ts, ps)  # min_ad_s = 10
     assert [round(tr.boundary_t, 1) for tr in transitions] == [30.1, 120.1]
     _, _, transitions, _ = run(ts, ps, DecisionConfig(min_ad_s=0.0, min_program_s=0.0))
-    assert [round(tr.boundary_t, 1) for tr in transitions] == [30.1, 35.1, 38.1, 120.1]
+    assert [round(tr.boundary_t, 1) for tr in transitions] == [30.1, 33.1, 36.1, 120.1]
 
 
 def test_minimum_time_holds_a_short_state_and_clamps_the_next_boundary() -> None:
     ts = frame_times(200)
-    ps = levels(ts, [(30.1, HIGH), (40.1, LOW)])  # a 10 s "break" against min_ad_s = 15
+    ps = levels(ts, [(30.1, HIGH), (35.1, LOW)])  # a 5 s "break" against min_ad_s = 10
     _, _, transitions, _ = run(ts, ps)
     enter, leave = transitions
     assert enter.boundary_t == pytest.approx(30.1)
-    assert leave.boundary_t == pytest.approx(enter.boundary_t + 15.0)  # never earlier than boundary + min time
+    assert leave.boundary_t == pytest.approx(enter.boundary_t + 10.0)  # never earlier than boundary + min time
     assert leave.decided_t >= leave.boundary_t
-    assert leave.decided_t - (enter.boundary_t + 15.0) < DT  # decided on the first frame the rule allows
+    assert leave.decided_t - (enter.boundary_t + 10.0) < DT  # decided on the first frame the rule allows
 
 
 def test_min_program_applies_after_leaving_an_ad() -> None:
@@ -160,9 +160,9 @@ def test_one_frame_window_flickers_where_a_two_second_window_does_not() -> None:
     assert len(naive) > 50
     assert len(smooth) == 1
     assert abs(smooth[0].boundary_t - 300.1) < 2.0
-    # with the minimum times on, even the naive window is held to at most one change per 15 s
+    # with the minimum times on, even the naive window is held to at most one ad/program pair per 10 + 20 s
     _, _, held, _ = run(ts, ps, DecisionConfig(window_s=0.0))
-    assert len(held) < len(naive) and len(held) <= 600 / 15
+    assert len(held) < len(naive) and len(held) <= 2 * (600 / 30 + 1)
 
 
 def test_window_below_one_frame_interval_is_per_frame_classification() -> None:
@@ -300,7 +300,7 @@ def test_config_defaults_and_round_trip() -> None:
         "ema_tau_s": 0.6,
         "enter_threshold": 0.7,
         "exit_threshold": 0.3,
-        "min_ad_s": 15.0,
+        "min_ad_s": 10.0,
         "min_program_s": 20.0,
         "max_lookback_s": 30.0,
     }
