@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[train,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[server,demo,train,dev]'
 	touch $@
 
 demo: install
