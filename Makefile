@@ -4,10 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out
 
-.PHONY: help install demo test test-unit lint bench backbone clean
+.PHONY: help install web demo demo-offline test test-unit lint bench backbone clean
 
 help:
-	@echo "make demo      build a sample broadcast, train, evaluate and annotate it (offline demo)"
+	@echo "make demo      the whole system: broker, server, dashboard, an edge agent replaying a sample broadcast"
+	@echo "make demo-offline  build sample broadcasts, train, evaluate and annotate (no server)"
+	@echo "make web       build the dashboard (npm ci + vite) into web/dist"
 	@echo "make test      install into $(VENV) and run the whole test suite"
 	@echo "make test-unit only the fast unit tests"
 	@echo "make lint      ruff"
@@ -21,10 +23,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[server,demo,train,dev]'
 	touch $@
 
-demo: install
+web: web/dist/index.html
+
+web/dist/index.html: web/package.json web/package-lock.json $(shell find web/src web/index.html -type f 2>/dev/null)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+demo: install web
 	$(BIN)/adbreak demo --out $(OUT)/demo
 
-test: install
+demo-offline: install
+	$(BIN)/adbreak demo --offline --out $(OUT)/demo-offline
+
+test: install web
 	$(BIN)/pytest
 
 test-unit: install
@@ -42,4 +52,4 @@ backbone:
 	.venv-convert/bin/python tools/convert_backbone/convert.py
 
 clean:
-	rm -rf $(VENV) $(OUT) build *.egg-info
+	rm -rf $(VENV) $(OUT) build *.egg-info web/dist web/node_modules

@@ -173,9 +173,16 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from adbreak.demo import run_demo
+    if args.offline:
+        from adbreak.demo import run_demo
 
-    return run_demo(Path(args.out), heldout_s=args.duration, train_s=args.train_duration, progress=not args.quiet)
+        return run_demo(Path(args.out), heldout_s=args.duration or 300.0, train_s=args.train_duration,
+                        progress=not args.quiet)
+    from adbreak.live_demo import DemoOptions, run_live_demo
+
+    return run_live_demo(DemoOptions(out=Path(args.out), speed=args.speed, duration=args.duration, port=args.port,
+                                     host=args.host, mqtt=args.mqtt, progress=not args.quiet,
+                                     prepare_only=args.prepare))
 
 
 # ---------------------------------------------------------------- parser
@@ -188,12 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("demo", parents=[common], help="offline demo: build a broadcast, train, evaluate, annotate",
-                       description="Builds a training and a held-out sample broadcast from the bundled clips, trains a "
-                       "model on one, evaluates it on the other as if live, and writes the annotated video.")
-    p.add_argument("--duration", type=_positive, default=300.0, metavar="S", help="held-out broadcast length (300)")
+    p = sub.add_parser("demo", parents=[common], help="the whole system on embedded defaults (or --offline)",
+                       description="Live (default): trains a model on a built broadcast (once), then starts an MQTT "
+                       "broker (embedded unless --mqtt), the server on SQLite and an edge agent replaying the sample "
+                       "broadcast in a loop; prints the dashboard URL. Ctrl-C or --duration stops it. "
+                       "--offline: trains on one built broadcast, evaluates another as if live, and writes the "
+                       "annotated video and the metrics.")
+    p.add_argument("--speed", type=_positive, default=1.0, metavar="X", help="replay speed factor (1 = real time)")
+    p.add_argument("--duration", type=_positive, metavar="S",
+                   help="live: stop after S seconds (default: until Ctrl-C); offline: held-out length (300)")
+    p.add_argument("--port", type=int, default=8080, metavar="P", help="dashboard / API port (8080)")
+    p.add_argument("--host", default="127.0.0.1", help="address the server listens on (127.0.0.1; 0.0.0.0 for the LAN)")
+    p.add_argument("--mqtt", metavar="HOST:PORT", help="use this broker instead of the embedded one ($ADBREAK_MQTT)")
+    p.add_argument("--offline", action="store_true", help="the offline train / evaluate / annotate walk-through")
+    p.add_argument("--prepare", action="store_true",
+                   help="live: only build the sample broadcast and train the model, then exit (docker-compose)")
     p.add_argument("--train-duration", type=_positive, default=600.0, metavar="S",
-                   help="training broadcast length (600)")
+                   help="offline: training broadcast length (600)")
     p.add_argument("--out", default="out/demo", help="output folder (out/demo)")
     p.set_defaults(func=cmd_demo)
 
@@ -262,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geometry_options(p)
     _add_decision_options(p)
     p.set_defaults(func=cmd_annotate)
+
+    for module in ("server.cli", "edge.cli"):  # `adbreak server`, `adbreak db`, `adbreak edge`
+        try:
+            mod = __import__(module, fromlist=["add_parsers"])
+        except ImportError as exc:  # the server extra is not installed (an edge-only Pi install)
+            log.debug("%s unavailable: %s", module, exc)
+            continue
+        mod.add_parsers(sub, common)
     return parser
 
 

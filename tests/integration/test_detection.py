@@ -111,7 +111,7 @@ def test_annotated_video_shows_the_decision(trained):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    proc = run_cli("demo", "--duration", "120", "--train-duration", "240", "--out", tmp_path / "demo", "-q")
+    proc = run_cli("demo", "--offline", "--duration", "120", "--train-duration", "240", "--out", tmp_path / "demo", "-q")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((tmp_path / "demo" / "heldout.metrics.json").read_text())
     assert metrics["accuracy"] >= 0.98
