@@ -45,11 +45,11 @@ def corners_arg(meta: dict[str, Any]) -> list[str]:
     return ["--corners", ",".join(f"{v:.1f}" for p in meta["screen_corners"] for v in p)]
 
 
-def adbreak(*args: Any, check: bool = True) -> tuple[subprocess.CompletedProcess[str], float]:
+def adbreak(*args: Any, check: bool = True, quiet: bool = True) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run the real CLI in a new process; returns the result and its wall time."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "adbreak.cli", *map(str, args), "-q"], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "adbreak.cli", *map(str, args), *(["-q"] if quiet else [])],
+                          capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
     if check and proc.returncode != 0:
         raise SystemExit(f"adbreak {' '.join(map(str, args))} failed: {proc.stderr.strip()}")
@@ -92,3 +92,100 @@ def write_result(name: str, data: dict[str, Any], markdown: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
     log(f"wrote bench/results/{name}.json and .md")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Mosquitto:
+    """A private Mosquitto broker on a free port (a context manager)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Mosquitto:
+        import shutil
+        import socket
+
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n"
+                        "persistence false\n")
+        self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("mosquitto did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+class Server:
+    """`adbreak server` on a fresh SQLite file migrated by `adbreak db upgrade` (a context manager)."""
+
+    def __init__(self, workdir: Path, mqtt_port: int, *extra: str) -> None:
+        self.workdir = workdir
+        self.mqtt_port = mqtt_port
+        self.port = free_port()
+        self.db = f"sqlite:///{workdir / 'adbreak.db'}"
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        import urllib.request
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "adbreak.db").unlink(missing_ok=True)
+        adbreak("db", "upgrade", "--db", self.db, quiet=False)
+        self.log = open(self.workdir / "server.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "adbreak", "server", "--db", self.db, "--mqtt", f"127.0.0.1:{self.mqtt_port}",
+             "--host", "127.0.0.1", "--port", str(self.port), *self.extra],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.base}/api/v1/health", timeout=1) as r:
+                    if json.loads(r.read()).get("mqtt", {}).get("connected"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"server did not start; see {self.workdir / 'server.log'}")
+
+    def get(self, path: str) -> Any:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.base}{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+def percentile(xs: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(xs, dtype=float), q))
