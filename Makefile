@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 
 web: web/dist/index.html
 
-web/dist/index.html: web/package.json web/package-lock.json $(shell find web/src web/index.html -type f 2>/dev/null)
+web/dist/index.html: web/package.json web/package-lock.json web/vite.config.js $(shell find web/src web/public web/index.html -type f 2>/dev/null)
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 demo: install web

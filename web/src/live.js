@@ -1,0 +1,320 @@
+// Live view: one card per device, kept current from Socket.IO events (docs/api.md) and the REST API for what
+// happened before the page opened (today's segments, the last mute firing).
+
+import { fetchDevice, fetchFirings, fetchSegments } from "./api.js";
+import { CHART_WINDOW_S, ENTER_THRESHOLD, EXIT_THRESHOLD, TELEMETRY_STALE_S } from "./config.js";
+import { h, setText, setVariant } from "./dom.js";
+import { dayEnd, dayStart, fmtDuration, fmtPct, fmtTime, nowS } from "./format.js";
+import { ProbChart } from "./probchart.js";
+import { Timeline, timelineWindow } from "./timeline.js";
+
+const AVAILABILITY = { online: "online", offline: "offline", stopped: "stopped" };
+
+const num = (x, digits) => (Number.isFinite(x) ? x.toFixed(digits) : "—");
+
+function blankDevice(name) {
+  return { name, availability: null, state: null, model_version: null, last_seen: null, muted: false, last_seq: null };
+}
+
+class DeviceCard {
+  constructor(device) {
+    const n = device.name;
+    this.name = n;
+    this.device = device;
+    this.segments = new Map(); // id -> Segment, today's
+    this.lastFiring = null;
+    this.lastTelemetry = null;
+    this.telemetryAt = 0; // browser time it arrived
+    this.clockOffset = 0; // device clock minus browser clock, from recent telemetry
+    this.offsets = []; // [arrival, ts - arrival] of the last 30 s
+    this.loadError = null;
+
+    this.availability = h("span", { class: "badge", dataset: { testid: `device-availability-${n}` } });
+    this.state = h("div", { class: "state", dataset: { testid: `device-state-${n}` } });
+    this.stateFor = h("span", { class: "state-for", dataset: { testid: `device-since-${n}` } });
+    this.stateSince = h("span", { class: "sub" });
+    this.confidence = h("span", { dataset: { testid: `device-confidence-${n}` } });
+    this.stale = h("div", { class: "state-stale", hidden: true });
+    this.muted = h("span", { class: "badge", dataset: { testid: `device-muted-${n}` } });
+    this.firing = h("span", { class: "sub", dataset: { testid: `device-firing-${n}` } });
+    this.model = h("span", { class: "mono", dataset: { testid: `device-model-${n}` } });
+    this.detector = h("span", { dataset: { testid: `device-detector-${n}` } });
+    this.lastSeen = h("span");
+    this.chartEl = h("div", { class: "chart", dataset: { testid: `chart-${n}` } });
+    this.timeline = new Timeline(`timeline-${n}`, "No segments yet today");
+    this.timelineNote = h("span", { class: "sub" });
+
+    this.el = h(
+      "article",
+      { class: "card", dataset: { testid: `device-card-${n}` }, "aria-label": `device ${n}` },
+      h("header", { class: "card-head" }, h("h2", { class: "device-name", text: n }), this.availability),
+      h(
+        "div",
+        { class: "state-row" },
+        this.state,
+        h(
+          "div",
+          { class: "state-meta" },
+          h("div", {}, "for ", this.stateFor),
+          h("div", {}, this.stateSince),
+          h("div", {}, "confidence ", this.confidence),
+        ),
+      ),
+      this.stale,
+      h(
+        "dl",
+        { class: "facts" },
+        h("div", {}, h("dt", { text: "Auto-mute" }), h("dd", {}, this.muted, h("div", {}, this.firing))),
+        h("div", {}, h("dt", { text: "Model" }), h("dd", {}, this.model)),
+        h("div", {}, h("dt", { text: "Detector" }), h("dd", {}, this.detector)),
+        h("div", {}, h("dt", { text: "Last seen" }), h("dd", {}, this.lastSeen)),
+      ),
+      h(
+        "section",
+        { class: "panel" },
+        h(
+          "h3",
+          {},
+          "Ad probability ",
+          h("span", { class: "sub", text: `last ${CHART_WINDOW_S / 60} min` }),
+          h(
+            "span",
+            { class: "legend" },
+            h("i", { class: "key key-raw" }),
+            "p_ad ",
+            h("i", { class: "key key-smooth" }),
+            "smoothed ",
+            h("i", { class: "key key-enter" }),
+            `enter ${ENTER_THRESHOLD} `,
+            h("i", { class: "key key-exit" }),
+            `exit ${EXIT_THRESHOLD}`,
+          ),
+        ),
+        this.chartEl,
+      ),
+      h("section", { class: "panel" }, h("h3", {}, "Today ", this.timelineNote), this.timeline.el),
+    );
+    this.chart = new ProbChart(this.chartEl, {
+      enter: ENTER_THRESHOLD,
+      exit: EXIT_THRESHOLD,
+      windowS: CHART_WINDOW_S,
+    });
+    this.render();
+  }
+
+  /** "Now" on the device's clock: the browser clock corrected by the offset seen in its telemetry. */
+  now() {
+    return nowS() + this.clockOffset;
+  }
+
+  setDevice(device) {
+    this.device = { ...this.device, ...device };
+    this.render();
+  }
+
+  upsertSegment(seg) {
+    const old = this.segments.get(seg.id);
+    // a REST answer that raced a newer live event must not reopen a closed segment
+    if (old && old.end != null && seg.end == null) return;
+    this.segments.set(seg.id, seg);
+  }
+
+  setTelemetry(t) {
+    this.lastTelemetry = t;
+    const at = nowS();
+    this.telemetryAt = at;
+    // ts - arrival = clock offset - delivery delay, so the largest recent sample is the best estimate (and a burst
+    // of late samples cannot drag the clock back)
+    this.offsets = this.offsets.filter(([when]) => at - when <= 30);
+    this.offsets.push([at, t.ts - at]);
+    this.clockOffset = Math.max(...this.offsets.map(([, o]) => o));
+    this.chart.push(t);
+  }
+
+  setFiring(f) {
+    if (!this.lastFiring || f.ts >= this.lastFiring.ts) this.lastFiring = f;
+    this.render();
+  }
+
+  sortedSegments(from) {
+    return [...this.segments.values()].filter((s) => s.end == null || s.end > from).sort((a, b) => a.start - b.start);
+  }
+
+  render() {
+    const d = this.device;
+    const now = this.now();
+    const avail = AVAILABILITY[d.availability] ?? "unknown";
+    setText(this.availability, avail);
+    setVariant(this.availability, "avail", avail);
+
+    const live = avail === "online";
+    const label = d.state?.label === "ad" ? "AD" : d.state?.label === "program" ? "PROGRAM" : "—";
+    setText(this.state, label);
+    setVariant(this.state, "state", label === "AD" ? "ad" : label === "PROGRAM" ? "program" : "none");
+    this.state.classList.toggle("is-stale", !live);
+    setText(this.stateFor, d.state?.since != null ? fmtDuration(now - d.state.since) : "—");
+    setText(this.stateSince, d.state?.since != null ? `since ${fmtTime(d.state.since)}` : "no state yet");
+    setText(this.confidence, fmtPct(d.state?.confidence));
+    this.stale.hidden = live || !d.state;
+    if (!live && d.state) setText(this.stale, `Device is ${avail}: last known state`);
+
+    const muted = Boolean(d.muted);
+    setText(this.muted, muted ? "MUTED" : "NOT MUTED");
+    setVariant(this.muted, "mute", muted ? "on" : "off");
+    const f = this.lastFiring;
+    setText(this.firing, f ? `last: ${f.action} (${String(f.reason ?? "").replace(/_/g, " ")}) at ${fmtTime(f.ts)}` : "no firing in the last 24 h");
+
+    setText(this.model, d.model_version ?? "—");
+    const t = this.lastTelemetry;
+    const age = nowS() - this.telemetryAt;
+    if (!t) setText(this.detector, "no telemetry yet");
+    else if (age > TELEMETRY_STALE_S) setText(this.detector, `no telemetry for ${fmtDuration(age)}`);
+    else
+      setText(
+        this.detector,
+        `${num(t.fps, 1)} fps · ${num(t.latency_ms, 0)} ms/frame · ${t.dropped ?? 0} dropped · p_ad ${num(t.p_ad, 2)}`,
+      );
+    setText(this.lastSeen, d.last_seen != null ? fmtTime(d.last_seen) : "—");
+
+    const from = dayStart();
+    const to = dayEnd();
+    const segs = this.sortedSegments(from);
+    const win = timelineWindow(segs, from, to, now, true);
+    this.timeline.render(segs, win, now, true);
+    const adS = segs
+      .filter((s) => s.label === "ad")
+      .reduce((acc, s) => acc + Math.max(0, Math.min(s.end ?? now, to) - Math.max(s.start, from)), 0);
+    const breaks = segs.filter((s) => s.label === "ad").length;
+    setText(
+      this.timelineNote,
+      this.loadError ? `could not load: ${this.loadError}` : `${breaks} break${breaks === 1 ? "" : "s"} · ${fmtDuration(adS)} of ads`,
+    );
+    this.chart.update(t && age <= CHART_WINDOW_S ? Math.max(now, t.ts) : now);
+  }
+
+  destroy() {
+    this.chart.destroy();
+    this.el.remove();
+  }
+}
+
+export class LiveView {
+  constructor(root) {
+    this.root = root;
+    this.cards = new Map();
+    this.loading = new Set();
+    this.grid = h("div", { class: "cards" });
+    this.empty = h(
+      "div",
+      { class: "empty", dataset: { testid: "live-empty" } },
+      h("p", { class: "empty-title", text: "No devices yet" }),
+      h("p", { text: "An edge agent appears here as soon as it publishes to the MQTT broker the server listens to." }),
+    );
+    this.root.append(this.empty, this.grid);
+    this.day = dayStart();
+    setInterval(() => this.tick(), 1000);
+    matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+      for (const c of this.cards.values()) c.chart.restyle();
+    });
+  }
+
+  /** The full device list (hello on every (re)connect, or the REST list at start-up). */
+  setDevices(devices, authoritative) {
+    const names = new Set(devices.map((d) => d.name));
+    if (authoritative) {
+      for (const [name, card] of this.cards) {
+        if (!names.has(name)) {
+          card.destroy();
+          this.cards.delete(name);
+        }
+      }
+    }
+    for (const d of devices) this.card(d.name, d).setDevice(d);
+    // after a (re)connect, fetch what may have been missed while disconnected
+    for (const name of names) this.loadToday(name);
+    this.layout();
+  }
+
+  card(name, device) {
+    let card = this.cards.get(name);
+    if (!card) {
+      card = new DeviceCard(device ?? blankDevice(name));
+      this.cards.set(name, card);
+      this.layout();
+      if (!device) {
+        // an event from a device we have not heard of yet: fetch it
+        fetchDevice(name)
+          .then((d) => card.setDevice(d))
+          .catch(() => {});
+        this.loadToday(name);
+      }
+    }
+    return card;
+  }
+
+  layout() {
+    const sorted = [...this.cards.values()].sort((a, b) => a.name.localeCompare(b.name));
+    sorted.forEach((card, i) => {
+      if (this.grid.children[i] !== card.el) this.grid.insertBefore(card.el, this.grid.children[i] ?? null);
+    });
+    this.empty.hidden = this.cards.size > 0;
+  }
+
+  async loadToday(name) {
+    if (this.loading.has(name)) return;
+    this.loading.add(name);
+    const start = dayStart();
+    try {
+      const [segments, firings] = await Promise.all([
+        fetchSegments({ device: name, start }),
+        fetchFirings({ device: name, start: Math.floor(nowS() - 86400) }),
+      ]);
+      const card = this.cards.get(name);
+      if (!card) return;
+      card.loadError = null;
+      for (const s of segments) card.upsertSegment(s);
+      if (firings.length) card.setFiring(firings.at(-1));
+      card.render();
+    } catch (e) {
+      const card = this.cards.get(name);
+      if (card) {
+        card.loadError = e.message;
+        card.render();
+      }
+    } finally {
+      this.loading.delete(name);
+    }
+  }
+
+  onDevice(d) {
+    this.card(d.name, d).setDevice(d);
+  }
+
+  onSegment(s) {
+    const card = this.card(s.device);
+    card.upsertSegment(s);
+    card.render();
+  }
+
+  onTelemetry(t) {
+    const card = this.card(t.device);
+    card.setTelemetry(t);
+    card.render();
+  }
+
+  onFiring(f) {
+    this.card(f.device).setFiring(f);
+  }
+
+  tick() {
+    const day = dayStart();
+    if (day !== this.day) {
+      // local midnight passed: today's timeline starts again
+      this.day = day;
+      for (const card of this.cards.values()) {
+        for (const [id, s] of card.segments) if (s.end != null && s.end <= day) card.segments.delete(id);
+      }
+    }
+    for (const card of this.cards.values()) card.render();
+  }
+}
