@@ -48,7 +48,9 @@ def _interpreter_class():
             log.info("LiteRT not installed: using tflite_runtime")
             return Interpreter
         except ImportError as exc:
-            raise AdbreakError("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on 32-bit Pi OS)") from exc
+            raise AdbreakError(
+                "no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on 32-bit Pi OS)"
+            ) from exc
 
 
 @contextlib.contextmanager
@@ -115,11 +117,17 @@ class Backbone:
         """The process-wide interpreter for this model file (built once)."""
         return cls(Path(path), sha256)
 
-    def _to_input(self, image: np.ndarray) -> np.ndarray:
+    def _write_input(self, image: np.ndarray) -> None:
+        """Write one (H, W, 3) uint8 image straight into the interpreter's input tensor (no temporary arrays)."""
+        view = self._interp.tensor(self._in_index)()[0]  # a view of the input buffer: dropped before invoke()
         if self._in_dtype == np.int8:
-            # the quantised input byte is pixel - 128 (scale 1/128, zero point 0 of the [-1, 1] float range)
-            return (image.astype(np.int16) - 128).astype(np.int8)[None]
-        return ((image.astype(np.float32) - 127.0) / 128.0)[None]
+            # the quantised input byte is pixel - 128 (scale 1/128, zero point 0 of the [-1, 1] float range); on
+            # uint8 bits, subtracting 128 modulo 256 is flipping the top bit
+            np.bitwise_xor(image, 0x80, out=view.view(np.uint8))
+        else:
+            np.subtract(image, 127.0, out=view)
+            view /= 128.0
+        del view
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """(N, 224, 224, 3) uint8 RGB -> (N, dim) float32 features."""
@@ -130,7 +138,7 @@ class Backbone:
             raise ValueError(f"backbone input must be (N, {self.input_size}, {self.input_size}, 3) uint8")
         out = np.empty((n, self.dim), dtype=np.float32)
         for i in range(n):
-            self._interp.set_tensor(self._in_index, self._to_input(images[i]))
+            self._write_input(images[i])
             self._interp.invoke()
             raw = self._interp.get_tensor(self._out_index).reshape(-1)
             if self._out_scale:

@@ -100,7 +100,9 @@ class ModelBundle:
         if meta.get("format") != FORMAT:
             raise AdbreakError(f"{src} is not an adbreak model bundle")
         if meta.get("format_version") != FORMAT_VERSION:
-            raise AdbreakError(f"{src}: bundle format {meta.get('format_version')} is not supported (want {FORMAT_VERSION})")
+            raise AdbreakError(
+                f"{src}: bundle format {meta.get('format_version')} is not supported (want {FORMAT_VERSION})"
+            )
         try:
             bb = meta["backbone"]
             backbone_path = root / bb["file"]

@@ -1,0 +1,178 @@
+"""Test support for the edge agent: a real Mosquitto broker on a free port, a recording paho subscriber, and the
+agent run as a separate process (``python -m edge``), as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+MOSQUITTO = shutil.which("mosquitto") or next(
+    (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+)
+
+needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="the mosquitto broker is not installed")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Mosquitto:
+    """A private broker: ``listener <port> 127.0.0.1``, anonymous, no persistence (a restart forgets retained
+    messages, like a broker that lost its state)."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        assert MOSQUITTO is not None
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.conf = self.workdir / f"mosquitto-{self.port}.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.log = self.workdir / f"mosquitto-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mosquitto:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 10
+        while not _port_open(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("mosquitto did not open its port within 10 s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@contextmanager
+def mosquitto(workdir: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(workdir).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+    at: float  # wall time of arrival (time.time())
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode("utf-8")
+
+
+class Recorder:
+    """A plain paho subscriber recording every message on ``topic_filter`` with its arrival time."""
+
+    def __init__(self, broker: Mosquitto, topic_filter: str = "#", client_id: str | None = None) -> None:
+        self.messages: list[Message] = []
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        self._filter = topic_filter
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"rec-{time.monotonic_ns()}")
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("recorder could not subscribe")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            client.subscribe(self._filter, qos=1)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._cond:
+            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, time.time()))
+            self._cond.notify_all()
+
+    def on(self, topic: str) -> list[Message]:
+        with self._cond:
+            return [m for m in self.messages if m.topic == topic]
+
+    def wait_for(self, predicate: Callable[[list[Message]], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.messages):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def retained(broker: Mosquitto, topic_filter: str, settle_s: float = 1.0) -> dict[str, Message]:
+    """The retained messages a new subscriber gets on ``topic_filter`` (latest per topic)."""
+    rec = Recorder(broker, topic_filter)
+    try:
+        time.sleep(settle_s)
+        return {m.topic: m for m in rec.messages if m.retain}
+    finally:
+        rec.close()
+
+
+def publish(broker: Mosquitto, topic: str, payload: str, qos: int = 1, retain: bool = False) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def start_edge(*args: object, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python -m edge ARGS`` in a new process (stdout and stderr into ``log`` when given)."""
+    full_env = {**os.environ, **(env or {})}
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen([sys.executable, "-m", "edge", *map(str, args)], cwd=ROOT, env=full_env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        if log is not None:
+            out.close()
