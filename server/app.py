@@ -1,0 +1,166 @@
+"""The application factory and the process around it.
+
+:func:`create_app` checks the database schema first (the server refuses to run on a database not at the head
+revision), then wires the pieces: ``SegmentStore`` (data), ``MqttBridge`` (transport), ``Ingest`` (what each message
+does), ``AutoMute`` (rules), ``Realtime`` (Socket.IO) and the API and dashboard blueprints. Nothing happens at
+import time. :func:`run_server` serves it until SIGTERM or SIGINT, then stops the bridge and the watchdog.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from alembic.runtime.migration import MigrationContext
+from flask import Flask
+from flask_socketio import SocketIO
+from sqlalchemy import Engine
+
+from adbreak.errors import AdbreakError
+from server import api, web
+from server.bridge import BrokerConfig, MqttBridge
+from server.counters import Counters
+from server.db import check_schema, make_engine, make_sessionmaker, shown
+from server.ingest import Ingest
+from server.realtime import Realtime, create_socketio
+from server.rules import AutoMute, MuteConfig
+from server.settings import ServerSettings
+from server.store import SegmentStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The long-lived pieces of one server, kept in ``app.extensions["adbreak"]``."""
+
+    settings: ServerSettings
+    engine: Engine
+    store: SegmentStore
+    bridge: MqttBridge
+    rules: AutoMute
+    realtime: Realtime
+    ingest: Ingest
+    started: float = field(default_factory=time.monotonic)
+    _running: bool = False
+
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def start(self) -> None:
+        """Connect to the broker (in the background) and start the mute watchdog."""
+        if self._running:
+            return
+        self._running = True
+        self.bridge.start()
+        self.rules.start_watchdog()
+
+    def stop(self) -> None:
+        """Stop the watchdog, disconnect cleanly from the broker, close the database."""
+        if self._running:
+            self._running = False
+            self.rules.stop_watchdog()
+            self.bridge.stop()
+        self.engine.dispose()
+
+
+def create_app(settings: ServerSettings, *, start_mqtt: bool = True) -> tuple[Flask, SocketIO]:
+    """The Flask app and its Socket.IO server. ``start_mqtt=False`` leaves the broker and the watchdog alone (call
+    ``app.extensions["adbreak"].start()`` later). Raises :class:`AdbreakError` if the schema is not at head."""
+    check_schema(settings.database_url)
+
+    engine = make_engine(settings.database_url)
+    counters = Counters()
+    store = SegmentStore(make_sessionmaker(engine), allowlist=settings.devices, counters=counters)
+
+    app = Flask(__name__, static_folder=None)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    socketio = create_socketio(app, store)
+    realtime = Realtime(socketio)
+
+    ingest = Ingest(store, rules=None, realtime=realtime)
+    bridge = MqttBridge(
+        BrokerConfig(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            client_id=settings.mqtt_client_id,
+            prefix=settings.mqtt_prefix,
+        ),
+        ingest,
+        counters=counters,
+    )
+
+    def on_firing(firing: dict, device: dict) -> None:
+        realtime.firing(firing)
+        realtime.device(device)
+
+    rules = AutoMute(
+        MuteConfig(
+            enabled=settings.mute_enabled,
+            topic_template=settings.mute_topic,
+            prefix=settings.mqtt_prefix,
+            payload_on=settings.mute_payload_on,
+            payload_off=settings.mute_payload_off,
+            max_ad_s=settings.max_ad_s,
+        ),
+        store,
+        bridge.publish,
+        on_firing=on_firing,
+    )
+    ingest.rules = rules
+
+    runtime = Runtime(settings=settings, engine=engine, store=store, bridge=bridge, rules=rules, realtime=realtime,
+                      ingest=ingest)
+    app.extensions["adbreak"] = runtime
+    app.register_blueprint(api.bp)
+    app.register_blueprint(web.bp)
+    api.register_error_handlers(app)
+    if start_mqtt:
+        runtime.start()
+    return app, socketio
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise AdbreakError(f"cannot listen on {host}:{port}: {exc.strerror}; give another --port or --host") \
+                from None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the HTTP server's serve_forever returns on it; SIGTERM then shuts down like Ctrl-C
+
+
+def run_server(settings: ServerSettings) -> int:
+    """Serve until SIGTERM or SIGINT; then stop the watchdog and the MQTT bridge. Returns the exit code."""
+    _check_port_free(settings.host, settings.port)
+    app, socketio = create_app(settings)
+    runtime: Runtime = app.extensions["adbreak"]
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        log.info("adbreak server on http://%s:%d (API /api/v1, database %s, broker %s)", shown_host, settings.port,
+                 shown(settings.database_url), settings.broker)
+        socketio.run(app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True, use_reloader=False,
+                     log_output=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        log.info("stopping")
+        runtime.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,203 @@
+"""``MqttBridge``: the server's MQTT client (paho-mqtt 2.x, callback API version 2).
+
+It connects in the background (``connect_async`` + ``loop_start``, reconnecting with a 1-30 s back-off), subscribes
+in ``on_connect`` to the ``available`` / ``state`` / ``event`` / ``telemetry`` wildcards of the prefix, and routes
+each message through a handler table by :class:`~adbreak.wire.Kind`. Payloads are parsed with ``adbreak.wire``;
+every :class:`~adbreak.wire.WireError` is counted by reason and logged (rate-limited), and no exception ever leaves
+a paho callback. The session is persistent (``clean_session=False`` under a fixed client id): QoS 1 events
+published while the server is down are queued by the broker and delivered when it reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from adbreak.wire import (
+    Availability,
+    EventPayload,
+    Kind,
+    StatePayload,
+    TelemetryPayload,
+    Topics,
+    WireError,
+    parse_availability,
+    parse_event,
+    parse_state,
+    parse_telemetry,
+)
+from server.counters import Counters, RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBED_KINDS = (Kind.AVAILABLE, Kind.STATE, Kind.EVENT, Kind.TELEMETRY)
+SUBSCRIBE_QOS = 1
+KEEPALIVE_S = 30
+
+
+class MessageSink(Protocol):
+    """What the bridge hands parsed messages to (``server.ingest.Ingest``). ``retained``: the broker kept the
+    message and sent it because the server subscribed, it did not just happen."""
+
+    def availability(self, device: str, value: Availability, *, retained: bool, received: float) -> None: ...
+
+    def state(self, payload: StatePayload, *, retained: bool, received: float) -> None: ...
+
+    def event(self, payload: EventPayload, *, retained: bool, received: float) -> None: ...
+
+    def telemetry(self, payload: TelemetryPayload, *, retained: bool, received: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "adbreak-server"
+    prefix: str = "adbreak"
+
+
+class MqttBridge:
+    def __init__(self, config: BrokerConfig, sink: MessageSink, *, counters: Counters | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.topics = Topics(config.prefix)
+        self.counters = counters if counters is not None else Counters()
+        self._sink = sink
+        self._clock = clock
+        self._rejects = RateLimitedLog(log)
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._pending_sub: int | None = None
+        self._started = False
+        # the handler table: parse the payload of each kind and hand it to the sink
+        self._handlers: dict[Kind, Callable[[str, bytes, bool, float], None]] = {
+            Kind.AVAILABLE: lambda dev, raw, ret, t: sink.availability(dev, parse_availability(raw), retained=ret,
+                                                                        received=t),
+            Kind.STATE: lambda dev, raw, ret, t: sink.state(parse_state(raw, dev), retained=ret, received=t),
+            Kind.EVENT: lambda dev, raw, ret, t: sink.event(parse_event(raw, dev), retained=ret, received=t),
+            Kind.TELEMETRY: lambda dev, raw, ret, t: sink.telemetry(parse_telemetry(raw, dev), retained=ret,
+                                                                    received=t),
+        }
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, clean_session=False,
+                                  protocol=mqtt.MQTTv311)
+        if config.username is not None:
+            self.client.username_pw_set(config.username, config.password)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def broker(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    @property
+    def connected(self) -> bool:
+        """Connected and subscribed: messages published from now on reach the server."""
+        return self._connected.is_set() and self._subscribed.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected:
+                return True
+            time.sleep(0.02)
+        return self.connected
+
+    def start(self) -> None:
+        """Connect in the background; paho's thread keeps reconnecting until :meth:`stop`."""
+        if self._started:
+            return
+        self._started = True
+        log.info("connecting to MQTT broker %s as %s", self.broker, self.config.client_id)
+        self.client.connect_async(self.config.host, self.config.port, keepalive=KEEPALIVE_S)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect cleanly and stop paho's thread."""
+        if not self._started:
+            return
+        self._started = False
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._connected.clear()
+        self._subscribed.clear()
+        log.info("disconnected from MQTT broker %s", self.broker)
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Publish (the rules' commands). False if paho could not hand it over now; QoS 1/2 messages stay queued in
+        paho and go out after a reconnect."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.warning("publish to %s: %s", topic, mqtt.error_string(info.rc))
+            return False
+        return True
+
+    # ------------------------------------------------------------------ paho callbacks (paho's thread)
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: Any,
+                    properties: Any) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker %s refused the connection: %s", self.broker, reason_code)
+            return
+        self._connected.set()
+        log.info("connected to MQTT broker %s (session present: %s)", self.broker, flags.session_present)
+        filters = [(self.topics.wildcard(kind), SUBSCRIBE_QOS) for kind in SUBSCRIBED_KINDS]
+        rc, mid = client.subscribe(filters)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.error("subscribe to %s failed: %s", [f for f, _ in filters], mqtt.error_string(rc))
+            return
+        self._pending_sub = mid
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log.warning("cannot reach MQTT broker %s; retrying", self.broker)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list, properties: Any) -> None:
+        if mid != self._pending_sub:
+            return
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("MQTT broker %s refused subscriptions: %s", self.broker, ", ".join(failed))
+            return
+        self._subscribed.set()
+        log.info("subscribed to %s", ", ".join(self.topics.wildcard(k) for k in SUBSCRIBED_KINDS))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        self._connected.clear()
+        self._subscribed.clear()
+        if self._started:
+            log.warning("disconnected from MQTT broker %s (%s); reconnecting", self.broker, reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.handle(msg.topic, msg.payload, retained=bool(msg.retain))
+
+    # ------------------------------------------------------------------ routing
+    def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> str | None:
+        """Route one message; returns the reject reason, if any. Never raises."""
+        self.counters.incr("received")
+        try:
+            device, kind = self.topics.parse(topic)
+            handler = self._handlers.get(kind)
+            if handler is None:
+                raise WireError("bad_topic", f"topic {topic!r}: {kind.value} is not for the server")
+            handler(device, payload, retained, self._clock())
+        except WireError as exc:
+            self.counters.reject(exc.reason)
+            self._rejects.log(logging.WARNING, exc.reason, "rejected message on %s: %s", topic, exc)
+            return exc.reason
+        except Exception:
+            log.exception("handling a message on %s failed", topic)
+            return "error"
+        return None

@@ -1,0 +1,120 @@
+"""``adbreak server`` and ``adbreak db upgrade``. ``adbreak/cli.py`` calls :func:`add_parsers`; ``python -m server``
+runs the same two commands on their own. Handlers return an exit code and raise :class:`AdbreakError` on bad input.
+Heavy imports (Flask, SQLAlchemy, paho) wait until a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from typing import Any
+
+from adbreak.errors import AdbreakError
+
+log = logging.getLogger(__name__)
+
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d{1,5}))?$")
+
+
+def parse_host_port(value: str, default_port: int = 1883) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT``."""
+    m = _HOST_PORT.match(value.strip())
+    if not m:
+        raise AdbreakError(f"--mqtt {value!r}: expected HOST or HOST:PORT")
+    port = int(m["port"]) if m["port"] else default_port
+    if not 1 <= port <= 65535:
+        raise AdbreakError(f"--mqtt {value!r}: port must be 1..65535")
+    return m["v6"] or m["host"], port
+
+
+def _server_imports() -> Any:
+    try:
+        import flask  # noqa: F401
+        import flask_socketio  # noqa: F401
+        import sqlalchemy  # noqa: F401
+    except ImportError as exc:
+        raise AdbreakError(f"the server needs its dependencies: pip install 'adbreak[server]' ({exc.name} missing)") \
+            from None
+
+
+def _settings(args: argparse.Namespace, **extra: Any):
+    from server.settings import load_settings
+
+    overrides: dict[str, Any] = {"database_url": getattr(args, "db", None), **extra}
+    mqtt = getattr(args, "mqtt", None)
+    if mqtt is not None:
+        overrides["mqtt_host"], overrides["mqtt_port"] = parse_host_port(mqtt)
+    return load_settings(args.config, **overrides)
+
+
+def _quiet_by_default(args: argparse.Namespace) -> None:
+    """The server's own INFO lines (connected, listening, stopped) are worth seeing without -v."""
+    if not getattr(args, "verbose", False):
+        logging.getLogger("server").setLevel(logging.INFO)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request only with -v
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    _server_imports()
+    settings = _settings(args, port=args.port, host=args.host, mqtt_prefix=args.prefix)
+    _quiet_by_default(args)
+    from server.app import run_server
+
+    return run_server(settings)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    _server_imports()
+    settings = _settings(args)
+    from server import db
+
+    result = db.upgrade(settings.database_url)
+    where = db.shown(settings.database_url)
+    if not result.changed:
+        print(f"database {where} is already at revision {result.to_revision}")
+    else:
+        print(f"database {where} upgraded from revision {result.from_revision or 'none'} to {result.to_revision}")
+        if result.backup is not None:
+            print(f"backup of the previous database: {result.backup}")
+    return 0
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1..65535: {value}")
+    return port
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (keys as in docs/server.md); "
+                   "ADBREAK_SERVER_* environment variables and these options override it")
+    p.add_argument("--db", metavar="URL", help="database URL (sqlite:///adbreak.db)")
+
+
+def add_parsers(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+    """Add ``server`` and ``db`` (with ``upgrade``) to the ``adbreak`` command line."""
+    p = subparsers.add_parser(
+        "server", parents=[common_parent], help="the server: MQTT ingest, database, API, dashboard, auto-mute",
+        description="Ingests the edge agents' MQTT events into SQLite, serves the REST API (/api/v1), Socket.IO and "
+        "the dashboard, and runs the auto-mute rule. The database must be at the current schema revision "
+        "(`adbreak db upgrade`). Stops cleanly on SIGTERM or Ctrl-C.")
+    _add_config_options(p)
+    p.add_argument("--mqtt", metavar="HOST:PORT", help="MQTT broker (127.0.0.1:1883)")
+    p.add_argument("--prefix", help="MQTT topic prefix (adbreak)")
+    p.add_argument("--host", help="address to listen on (0.0.0.0)")
+    p.add_argument("--port", type=_port, help="HTTP port of the API and dashboard (8080)")
+    p.set_defaults(func=cmd_server)
+
+    p = subparsers.add_parser("db", parents=[common_parent], help="database maintenance (upgrade)",
+                              description="Database maintenance.")
+    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    u = dbsub.add_parser("upgrade", help="create the database or migrate it to the "
+                         "current schema (backing up an existing SQLite file first)",
+                         description="Runs the Alembic migrations to the head revision. An existing SQLite file "
+                         "is first copied to <file>.bak-<revision>-<timestamp>.")
+    _add_config_options(u)
+    u.set_defaults(func=cmd_db_upgrade)

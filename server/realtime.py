@@ -1,0 +1,84 @@
+"""Socket.IO (Flask-SocketIO, ``async_mode="threading"``): what the browser dashboard is pushed (``docs/api.md``).
+
+On connect a client gets ``hello`` ``{"devices": [Device]}``; afterwards ``device``, ``segment``, ``telemetry`` and
+``firing`` as things happen. Emits come from paho's thread and the watchdog; Flask-SocketIO broadcasts them to every
+client of the namespace ``/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from flask import Flask
+from flask_socketio import SocketIO, emit
+
+from server.store import SegmentStore
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/"
+TELEMETRY_MIN_INTERVAL_S = 0.2
+"""At most 5 telemetry pushes per second per device; the rest are dropped."""
+
+
+def create_socketio(app: Flask, store: SegmentStore) -> SocketIO:
+    """A Socket.IO server bound to ``app`` that greets each client with the devices."""
+    socketio = SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
+
+    @socketio.on("connect", namespace=NAMESPACE)
+    def _on_connect(auth=None) -> None:
+        emit("hello", {"devices": store.devices()})
+
+    return socketio
+
+
+class Throttle:
+    """Lets one item per key through every ``interval_s``."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                return False
+            self._last[key] = now
+            return True
+
+
+class Realtime:
+    """Pushes changes to every connected browser."""
+
+    def __init__(self, socketio: SocketIO) -> None:
+        self._socketio = socketio
+        self._telemetry = Throttle(TELEMETRY_MIN_INTERVAL_S)
+
+    def _emit(self, name: str, data: dict) -> None:
+        try:
+            self._socketio.emit(name, data, namespace=NAMESPACE)
+        except Exception:  # a push that fails must not lose the ingest that caused it
+            log.exception("Socket.IO emit of %s failed", name)
+
+    def device(self, data: dict) -> None:
+        self._emit("device", data)
+
+    def segment(self, data: dict) -> None:
+        self._emit("segment", data)
+
+    def firing(self, data: dict) -> None:
+        self._emit("firing", data)
+
+    def telemetry(self, data: dict) -> bool:
+        """Push one telemetry sample unless the device had one less than 0.2 s ago."""
+        if not self._telemetry.allow(data["device"]):
+            return False
+        self._emit("telemetry", data)
+        return True

@@ -1,0 +1,203 @@
+"""The auto-mute rule: mute a device's TV when an ad starts, unmute when it ends, with fail-safes.
+
+The decision is pure (:func:`decide`: the device's mute state and one trigger in, an action or nothing out) so it
+is tested without a broker or a database; :class:`AutoMute` applies it: it publishes the command (QoS 1, never
+retained), stores the firing and tells the realtime layer.
+
+* ``ad_start`` opened an ad segment and the device is not muted: **mute** (not for an ad already longer than
+  ``max_ad_s``: the fail-safe would undo it at once).
+* ``ad_end`` opened a program segment and the device is muted: **unmute**.
+* Fail-safe: the device went ``offline`` / ``stopped`` while muted: **unmute**.
+* Fail-safe: an ad segment has been open longer than ``max_ad_s`` while muted (a watchdog looks every second):
+  **unmute**.
+* Nothing fires from retained messages (a server restart replays the broker's retained availability and state):
+  only messages that happen while the server runs fire.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from adbreak.wire import Availability
+from server.store import IngestResult, SegmentStore
+
+log = logging.getLogger(__name__)
+
+RULE = "auto_mute"
+COMMAND_QOS = 1
+
+
+class Action(StrEnum):
+    MUTE = "mute"
+    UNMUTE = "unmute"
+
+
+class Reason(StrEnum):
+    AD_START = "ad_start"
+    AD_END = "ad_end"
+    OFFLINE = "offline"
+    MAX_AD_LENGTH = "max_ad_length"
+
+
+# ---------------------------------------------------------------------------------------------------- triggers
+@dataclass(frozen=True)
+class SegmentOpened:
+    """An event opened a segment of ``label``; the ad began ``age_s`` seconds ago (now minus its boundary)."""
+
+    label: str
+    age_s: float = 0.0
+    retained: bool = False
+
+
+@dataclass(frozen=True)
+class AvailabilityChanged:
+    availability: Availability
+    retained: bool = False
+
+
+@dataclass(frozen=True)
+class AdRunning:
+    """The watchdog's look at a device whose ad segment has been open ``open_s`` seconds."""
+
+    open_s: float
+
+
+Trigger = SegmentOpened | AvailabilityChanged | AdRunning
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: Reason
+
+
+def decide(muted: bool, trigger: Trigger, *, max_ad_s: float) -> Decision | None:
+    """Whether to send a command, given the device's mute state (the last command sent was a mute) and a trigger."""
+    if getattr(trigger, "retained", False):
+        return None
+    match trigger:
+        case SegmentOpened(label="ad", age_s=age) if not muted and age < max_ad_s:
+            return Decision(Action.MUTE, Reason.AD_START)
+        case SegmentOpened(label="program") if muted:
+            return Decision(Action.UNMUTE, Reason.AD_END)
+        case AvailabilityChanged(availability=a) if muted and a is not Availability.ONLINE:
+            return Decision(Action.UNMUTE, Reason.OFFLINE)
+        case AdRunning(open_s=open_s) if muted and open_s > max_ad_s:
+            return Decision(Action.UNMUTE, Reason.MAX_AD_LENGTH)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- the rule
+class Publish(Protocol):
+    def __call__(self, topic: str, payload: str | bytes, qos: int, retain: bool) -> bool: ...
+
+
+@dataclass(frozen=True)
+class MuteConfig:
+    enabled: bool = True
+    topic_template: str = "{prefix}/{device}/mute/set"
+    prefix: str = "adbreak"
+    payload_on: str = "ON"
+    payload_off: str = "OFF"
+    max_ad_s: float = 360.0
+
+    def topic(self, device: str) -> str:
+        return self.topic_template.format(prefix=self.prefix, device=device)
+
+
+FiringListener = Callable[[dict, dict], None]
+"""Called with ``(Firing, Device)`` dicts after each firing is stored."""
+
+
+class AutoMute:
+    """Applies :func:`decide` to ingest results, availability changes and the watchdog's ticks."""
+
+    def __init__(self, config: MuteConfig, store: SegmentStore, publish: Publish, *,
+                 on_firing: FiringListener | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self._store = store
+        self._publish = publish
+        self._on_firing = on_firing
+        self._clock = clock
+        self._lock = threading.Lock()  # one decision at a time: the MQTT thread and the watchdog both decide
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ triggers
+    def on_event(self, result: IngestResult, *, retained: bool = False) -> dict | None:
+        """After an event was ingested: mute on a new ad segment, unmute on a new program segment."""
+        if not self.config.enabled or not result.ingested or result.opened is None:
+            return None
+        opened = result.opened
+        trigger = SegmentOpened(label=opened["label"], age_s=self._clock() - opened["start"], retained=retained)
+        event_id = result.event["event_id"] if result.event else None
+        return self._apply(opened["device"], trigger, event_id=event_id)
+
+    def on_availability(self, device: str, availability: Availability, *, retained: bool = False) -> dict | None:
+        if not self.config.enabled:
+            return None
+        return self._apply(device, AvailabilityChanged(availability, retained=retained))
+
+    def check(self, now: float | None = None) -> list[dict]:
+        """The watchdog's look: unmute devices whose ad has been open longer than ``max_ad_s``."""
+        if not self.config.enabled:
+            return []
+        now = self._clock() if now is None else now
+        fired = []
+        for seg in self._store.open_segments(label="ad"):
+            if seg.muted:
+                f = self._apply(seg.device, AdRunning(open_s=now - seg.start))
+                if f is not None:
+                    fired.append(f)
+        return fired
+
+    # ------------------------------------------------------------------ firing
+    def _apply(self, device: str, trigger: Trigger, *, event_id: str | None = None) -> dict | None:
+        with self._lock:
+            decision = decide(self._store.is_muted(device), trigger, max_ad_s=self.config.max_ad_s)
+            if decision is None:
+                return None
+            topic = self.config.topic(device)
+            payload = self.config.payload_on if decision.action is Action.MUTE else self.config.payload_off
+            sent = self._publish(topic, payload, COMMAND_QOS, False)
+            if not sent:
+                log.warning("%s %s: command %s on %s not handed to the broker now (see the MQTT log)", device,
+                            decision.action.value, payload, topic)
+            firing, dev = self._store.record_firing(device, rule=RULE, action=decision.action.value,
+                                                    reason=decision.reason.value, topic=topic, payload=payload,
+                                                    ts=self._clock(), event_id=event_id)
+        log.info("%s: %s (%s)", device, decision.action.value, decision.reason.value)
+        if self._on_firing is not None:
+            try:
+                self._on_firing(firing, dev)
+            except Exception:  # a listener's failure must not undo a command already sent
+                log.exception("firing listener failed")
+        return firing
+
+    # ------------------------------------------------------------------ watchdog
+    def start_watchdog(self, interval_s: float = 1.0) -> None:
+        if not self.config.enabled or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, args=(interval_s,), name="adbreak-mute-watchdog",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop_watchdog(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _watch(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.check()
+            except Exception:  # keep watching: this is the fail-safe
+                log.exception("mute watchdog check failed")

@@ -1,0 +1,206 @@
+"""Server settings: defaults, then an optional TOML file, then ``ADBREAK_SERVER_*`` environment variables, then the
+command line's overrides (each later source wins).
+
+Every field is described; unknown keys are refused (``extra="forbid"``), and :func:`load_settings` turns any mistake
+into one readable line (:class:`~adbreak.errors.AdbreakError`).
+"""
+
+from __future__ import annotations
+
+import string
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+from adbreak.errors import AdbreakError
+from adbreak.wire import DEFAULT_PREFIX, DEVICE_RE, Topics
+
+ENV_PREFIX = "ADBREAK_SERVER_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WEB_DIR = REPO_ROOT / "web" / "dist"
+_TEMPLATE_FIELDS = frozenset({"prefix", "device"})
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Payload = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class ServerSettings(BaseSettings):
+    """Everything ``adbreak server`` can be told. Times are seconds."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+        toml_file=None,
+    )
+
+    database_url: str = Field(
+        default="sqlite:///adbreak.db",
+        title="Database URL",
+        description="SQLAlchemy URL of the database; SQLite is the supported engine (a relative path is relative "
+        "to the working directory). Create or upgrade it with `adbreak db upgrade`.",
+        min_length=1,
+    )
+    mqtt_host: str = Field(default="127.0.0.1", title="MQTT broker host", description="Host name or address.",
+                           min_length=1)
+    mqtt_port: Port = Field(default=1883, title="MQTT broker port", description="TCP port of the broker.")
+    mqtt_username: str | None = Field(default=None, title="MQTT user name",
+                                      description="User name for the broker, if it requires one.")
+    mqtt_password: SecretStr | None = Field(default=None, title="MQTT password",
+                                            description="Password for the broker (never logged).")
+    mqtt_prefix: str = Field(default=DEFAULT_PREFIX, title="MQTT topic prefix",
+                             description="First topic level(s) of every adbreak topic; must match the edge agents'.")
+    mqtt_client_id: str = Field(
+        default="adbreak-server",
+        title="MQTT client id",
+        description="Client id of the server's persistent MQTT session (events published while the server is down "
+        "are queued by the broker under this id); give each server of a broker its own.",
+        min_length=1,
+        max_length=128,
+    )
+    host: str = Field(default="0.0.0.0", title="HTTP listen address",
+                      description="Address the API, Socket.IO and dashboard listen on (0.0.0.0: every interface).")
+    port: Port = Field(default=8080, title="HTTP port", description="Port the API, Socket.IO and dashboard listen on.")
+    mute_enabled: bool = Field(default=True, title="Auto-mute",
+                               description="Publish a mute command when an ad starts and unmute when it ends.")
+    mute_topic: str = Field(
+        default="{prefix}/{device}/mute/set",
+        title="Mute command topic",
+        description="Topic template of the mute command; placeholders {prefix} (mqtt_prefix) and {device}.",
+    )
+    mute_payload_on: Payload = Field(default="ON", title="Mute payload", description="Payload that mutes the TV.")
+    mute_payload_off: Payload = Field(default="OFF", title="Unmute payload",
+                                      description="Payload that unmutes the TV.")
+    max_ad_s: float = Field(
+        default=360.0,
+        title="Longest ad break",
+        description="Fail-safe: unmute a device whose ad segment has been open this many seconds.",
+        gt=0,
+        allow_inf_nan=False,
+    )
+    web_dir: Path = Field(default=DEFAULT_WEB_DIR, title="Dashboard folder",
+                          description="The built dashboard (`make web` writes web/dist) served at /.")
+    devices: Annotated[list[str] | None, NoDecode] = Field(
+        default=None,
+        title="Device allowlist",
+        description="If set, only these devices are accepted (and they need not announce themselves first); a list, "
+        "or in the environment a comma-separated string. Unset: any device that announced itself.",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # overrides (the command line) > environment > the TOML file (model_config["toml_file"]) > defaults
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    @field_validator("mqtt_prefix")
+    @classmethod
+    def _check_prefix(cls, v: str) -> str:
+        Topics(v)  # raises ValueError with a readable message
+        return v
+
+    @field_validator("mute_topic")
+    @classmethod
+    def _check_mute_topic(cls, v: str) -> str:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(v) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"bad template {v!r}: {exc}") from None
+        unknown = names - _TEMPLATE_FIELDS
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}: only {{prefix}} and {{device}}")
+        if "device" not in names:
+            raise ValueError("must contain {device}: each device gets its own command topic")
+        if any(c in v for c in "+#"):
+            raise ValueError("must not contain the MQTT wildcards + or #")
+        return v
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _split_devices(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("devices")
+    @classmethod
+    def _check_devices(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        bad = [d for d in v if not DEVICE_RE.match(d)]
+        if bad:
+            raise ValueError(f"device name(s) {bad} must match {DEVICE_RE.pattern}")
+        if not v:
+            raise ValueError("an empty allowlist would refuse every device; leave it unset to accept any")
+        return sorted(set(v))
+
+    # ------------------------------------------------------------------ derived
+    def mute_topic_for(self, device: str) -> str:
+        return self.mute_topic.format(prefix=self.mqtt_prefix, device=device)
+
+    @property
+    def broker(self) -> str:
+        return f"{self.mqtt_host}:{self.mqtt_port}"
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        if err.get("type") == "extra_forbidden":
+            parts.append(f"unknown setting {where!r}")
+            continue
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) or "password" in where else f" (got {value!r})"
+        parts.append(f"{where}: {msg}{shown}")
+    return "; ".join(parts)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> ServerSettings:
+    """Settings from defaults, ``config_file`` (TOML, optional), ``ADBREAK_SERVER_*`` and ``overrides``.
+
+    ``overrides`` whose value is ``None`` are ignored (an option not given on the command line). Raises
+    :class:`AdbreakError` with one line naming every bad setting.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    cls: type[ServerSettings] = ServerSettings
+    if config_file is not None:
+        path = Path(config_file).expanduser()
+        if not path.is_file():
+            raise AdbreakError(f"config file {path} not found")
+        try:
+            with path.open("rb") as fh:
+                tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise AdbreakError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise AdbreakError(f"config file {path} cannot be read: {exc.strerror}") from None
+
+        class _FromFile(ServerSettings):
+            model_config = SettingsConfigDict(toml_file=path)
+
+        cls = _FromFile
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        where = f" (config file {config_file}, environment {ENV_PREFIX}*, command line)" if config_file else ""
+        raise AdbreakError(f"invalid server settings{where}: {_describe(exc)}") from None
+    except SettingsError as exc:
+        raise AdbreakError(f"invalid server settings: {exc}") from None
