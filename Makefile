@@ -41,7 +41,7 @@ test-unit: install
 	$(BIN)/pytest tests/unit -q
 
 lint: install
-	$(BIN)/ruff check adbreak edge tests bench tools
+	$(BIN)/ruff check adbreak edge server migrations tests bench tools
 
 bench: install
 	$(BIN)/python bench/run_all.py

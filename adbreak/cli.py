@@ -294,7 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    service = args.command in ("server", "edge")  # long-running: say what they do
+    level = logging.DEBUG if args.verbose else logging.INFO if service else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s" if service
+                        else "%(levelname)s %(name)s: %(message)s")
     if hasattr(args, "quiet") and not sys.stderr.isatty():
         args.quiet = True  # progress bars are for people at a terminal, not for logs and pipes
     try:

@@ -173,7 +173,7 @@ def run_live_demo(opts: DemoOptions) -> int:
         base = f"http://{opts.host}:{opts.port}"
         _wait_http(f"{base}/api/v1/health", server, timeout=30)
         edge_args = ["edge", "--source", str(sample.video), "--device", DEVICE, "--model", str(model), "--mqtt", mqtt,
-                     "--speed", f"{opts.speed:g}", "--loop"]
+                     "--speed", f"{opts.speed:g}", "--loop", "--state-dir", str(out / "edge-state")]
         edge = _spawn(edge_args, logs / "edge.log")
         dashboard = "" if (ROOT / "web" / "dist" / "index.html").exists() else "  (not built: run `make web`)"
         _say(f"4/4 running: server pid {server.pid}, edge agent pid {edge.pid} replaying at {opts.speed:g}x; "

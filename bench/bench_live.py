@@ -64,7 +64,8 @@ def main() -> None:
             logf = open(work / f"edge-{i}.log", "wb")  # noqa: SIM115
             agents.append(subprocess.Popen(
                 [sys.executable, "-m", "adbreak", "edge", "--source", str(video), "--device", f"tv{i}",
-                 "--model", str(bundle), "--mqtt", f"127.0.0.1:{broker.port}", "--speed", f"{args.speed:g}"],
+                 "--model", str(bundle), "--mqtt", f"127.0.0.1:{broker.port}", "--speed", f"{args.speed:g}",
+                 "--state-dir", str(work / "edge-state")],
                 stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT))
         for a in agents:
             a.wait()
