@@ -1,7 +1,8 @@
 """A state change reaching a connected browser: from the event's arrival at the broker to the dashboard's DOM.
 
 Real components: a private Mosquitto, `adbreak server` on SQLite, the built dashboard in Debian's headless Chromium
-(Playwright). One simulated device alternates `ad_start` / `ad_end` events every `--interval` seconds. A plain paho
+(Playwright). One simulated device alternates `ad_start` / `ad_end` events every `--interval` seconds, each followed
+by its retained state, as an edge agent publishes them. A plain paho
 subscriber timestamps each event's arrival from the broker; inside the page a MutationObserver timestamps each change
 of the device's state badge (`data-testid=device-state-<device>`). Both clocks are this machine's wall clock.
 
@@ -22,10 +23,13 @@ from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_even
 
 OBSERVER = """(id) => {
   window.__changes = [];
-  const el = document.querySelector(`[data-testid="device-state-${id}"]`);
-  new MutationObserver(() => window.__changes.push([Date.now(), el.textContent.trim()]))
-    .observe(el, {childList: true, characterData: true, subtree: true});
-  return el.textContent.trim();
+  const text = () => (document.querySelector(`[data-testid="device-state-${id}"]`)?.textContent || "").trim();
+  let last = text();
+  new MutationObserver(() => {
+    const now = text();
+    if (now !== last) { last = now; window.__changes.push([Date.now(), now]); }
+  }).observe(document.body, {childList: true, characterData: true, subtree: true});
+  return last;
 }"""
 
 
@@ -83,6 +87,11 @@ def main() -> None:
                                   decided_ts=now, boundary_stream_t=seq * 20.0, decided_stream_t=seq * 20.0 + 0.7,
                                   confidence=0.95, model_version="bench")
                 pub.publish(topics.event(dev), ev.to_bytes(), qos=1)
+                # what an edge agent publishes next: the retained state (the dashboard's badge follows it)
+                pub.publish(topics.state(dev), StatePayload(
+                    device=dev, label="ad" if kind is EventType.AD_START else "program", since_ts=now - 0.7,
+                    since_stream_t=seq * 20.0, confidence=0.95, model_version="bench", ts=now).to_bytes(),
+                    qos=1, retain=True)
                 sent.append((seq, "AD" if kind is EventType.AD_START else "PROGRAM"))
                 time.sleep(args.interval)
             time.sleep(1.0)
