@@ -11,47 +11,21 @@ from typing import Any
 
 from adbreak import __version__
 from adbreak.errors import AdbreakError
+from edge.cli_options import add_decision_options, add_geometry_options, decision_changes
 
 log = logging.getLogger("adbreak")
 
 
 # ---------------------------------------------------------------- shared option groups
-def _add_decision_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("temporal decision (defaults: the model bundle's, or the built-in ones)")
-    g.add_argument("--smoothing", choices=["window", "ema"], help="rolling mean over a window, or exponential")
-    g.add_argument("--window", type=float, metavar="S", help="rolling window in seconds (0 = one frame: no smoothing)")
-    g.add_argument("--ema-tau", type=float, metavar="S", help="time constant of the exponential smoothing")
-    g.add_argument("--enter", type=float, metavar="P", help="smoothed p(ad) at or above which an ad starts")
-    g.add_argument("--exit", type=float, metavar="P", help="smoothed p(ad) at or below which the ad ends")
-    g.add_argument("--min-ad", type=float, metavar="S", help="minimum length of an ad segment, seconds")
-    g.add_argument("--min-program", type=float, metavar="S", help="minimum length of a program segment, seconds")
-
-
 def _decision(args: argparse.Namespace, base: Any = None) -> Any:
     from edge.decision import DecisionConfig
 
-    cfg = base or DecisionConfig()
-    changes = {
-        "smoothing": args.smoothing,
-        "window_s": args.window,
-        "ema_tau_s": args.ema_tau,
-        "enter_threshold": args.enter,
-        "exit_threshold": args.exit,
-        "min_ad_s": args.min_ad,
-        "min_program_s": args.min_program,
-    }
-    data = cfg.to_dict()
-    data.update({k: v for k, v in changes.items() if v is not None})
+    data = (base or DecisionConfig()).to_dict()
+    data.update(decision_changes(args))
     try:
         return DecisionConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise AdbreakError(f"bad decision settings: {exc}") from exc
-
-
-def _add_geometry_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("screen geometry (default: the model bundle's)")
-    g.add_argument("--crop", metavar="X,Y,W,H", help="use only this rectangle of the frame")
-    g.add_argument("--corners", metavar="X1,Y1,...,X4,Y4", help="four screen corners TL,TR,BR,BL to warp to frontal")
 
 
 def _geometry(args: argparse.Namespace) -> Any:
@@ -252,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_positive, default=5.0, help="analysis rate stored in the bundle (5)")
     p.add_argument("--cache-dir", help="bottleneck cache (default ~/.cache/adbreak or $ADBREAK_CACHE_DIR)")
     p.add_argument("--json", metavar="OUT", help="also write the training report as JSON")
-    _add_geometry_options(p)
-    _add_decision_options(p)
+    add_geometry_options(p)
+    add_decision_options(p, "the model bundle's, or the built-in ones")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[common], help="run the live pipeline over a recording; print metrics",
@@ -267,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predicted", metavar="S.csv", help="write the predicted segments")
     p.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
     p.add_argument("--fps", type=_positive, help="analysis rate (default: the bundle's)")
-    _add_geometry_options(p)
-    _add_decision_options(p)
+    add_geometry_options(p)
+    add_decision_options(p, "the model bundle's, or the built-in ones")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("annotate", parents=[common], help="draw the decision and probabilities on the video",
@@ -277,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video")
     p.add_argument("--model", required=True, metavar="BUNDLE")
     p.add_argument("--out", required=True, metavar="OUT.mp4")
-    _add_geometry_options(p)
-    _add_decision_options(p)
+    add_geometry_options(p)
+    add_decision_options(p, "the model bundle's, or the built-in ones")
     p.set_defaults(func=cmd_annotate)
 
     for module in ("server.cli", "edge.cli"):  # `adbreak server`, `adbreak db`, `adbreak edge`

@@ -3,7 +3,9 @@
 For each variant (clean; camera view) a 30-minute training broadcast and a 30-minute held-out one are built; the
 model is trained on frames extracted from the first and evaluated on the second with `adbreak evaluate` (the live
 pipeline as if live). The same recorded scores are then re-decided with a one-frame window, and with naive per-frame
-classification (one-frame window, no minimum times, a 0.5 threshold), to show what the temporal decision buys.
+classification (one-frame window, no minimum times, a 0.5 threshold), to show what the temporal decision buys; and
+all three again on the same scores with 4% of the frames flipped (a worse camera, an unseen channel), where the
+head is no longer perfect and the difference shows.
 
 Usage: python bench/bench_accuracy.py [--minutes 30] [--variants clean,camera]
 """
@@ -13,7 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 from common import DATA, adbreak, broadcast, log, trained_bundle, write_result
+
+from adbreak.scores import read_scores, write_scores
+
+NOISE = 0.04
 
 KEYS = ("accuracy", "program_lost_s", "ad_missed_s", "false_breaks", "missed_breaks", "transitions_true",
         "transitions_matched", "boundary_err_median_s", "boundary_err_p95_s", "flaps", "segment_f1",
@@ -41,6 +48,15 @@ def run_variant(variant: str, minutes: float) -> dict:
     for name, opts in BASELINES.items():
         adbreak("evaluate", "--scores", scores, "--truth", ht, "--json", out, *opts)
         runs[name] = json.loads(out.read_text())
+    # the same scores with 4% of the frames misclassified (as a worse camera or an unseen channel would give):
+    # what the temporal decision buys when the head is not perfect
+    noisy = DATA / f"scores-{variant}-{minutes:g}m-noisy.csv"
+    t, p, _ = read_scores(scores)
+    flip = np.random.default_rng(0).random(len(p)) < NOISE
+    write_scores(noisy, t, np.where(flip, 1.0 - p, p))
+    for name, opts in {"default decision": [], **BASELINES}.items():
+        adbreak("evaluate", "--scores", noisy, "--truth", ht, "--json", out, *opts)
+        runs[f"{name}, {NOISE:.0%} of frames flipped"] = json.loads(out.read_text())
     return {"bundle_holdout_accuracy": report["holdout"]["accuracy"], "decision": json.loads(
         (bundle / "bundle.json").read_text())["decision"], "runs": runs}
 

@@ -15,19 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from adbreak.errors import AdbreakError
+from edge.cli_options import add_decision_options, add_geometry_options, decision_changes
 
 log = logging.getLogger(__name__)
 
 ACTUATORS = ("none", "cec", "lirc", "command")
-_DECISION_FLAGS = {  # flag dest -> DecisionConfig key (the same flags as evaluate / train / annotate)
-    "smoothing": "smoothing",
-    "window": "window_s",
-    "ema_tau": "ema_tau_s",
-    "enter": "enter_threshold",
-    "exit": "exit_threshold",
-    "min_ad": "min_ad_s",
-    "min_program": "min_program_s",
-}
 
 
 def _positive(value: str) -> float:
@@ -84,17 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(~/.local/state/adbreak)")
     p.add_argument("--actuator", choices=ACTUATORS, help="act on the mute command topic: HDMI-CEC, LIRC, or "
                    "actuator_command_on/off from the config (none)")
-    g = p.add_argument_group("screen geometry (default: the model bundle's)")
-    g.add_argument("--crop", metavar="X,Y,W,H", help="use only this rectangle of the frame")
-    g.add_argument("--corners", metavar="X1,Y1,...,X4,Y4", help="four screen corners TL,TR,BR,BL to warp to frontal")
-    g = p.add_argument_group("temporal decision (defaults: the model bundle's)")
-    g.add_argument("--smoothing", choices=["window", "ema"], help="rolling mean over a window, or exponential")
-    g.add_argument("--window", type=float, metavar="S", help="rolling window in seconds (0 = one frame: no smoothing)")
-    g.add_argument("--ema-tau", type=float, metavar="S", help="time constant of the exponential smoothing")
-    g.add_argument("--enter", type=float, metavar="P", help="smoothed p(ad) at or above which an ad starts")
-    g.add_argument("--exit", type=float, metavar="P", help="smoothed p(ad) at or below which the ad ends")
-    g.add_argument("--min-ad", type=float, metavar="S", help="minimum length of an ad segment, seconds")
-    g.add_argument("--min-program", type=float, metavar="S", help="minimum length of a program segment, seconds")
+    add_geometry_options(p)
+    add_decision_options(p)
 
 
 def add_parsers(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
@@ -132,7 +115,7 @@ def settings_from_args(args: argparse.Namespace):
         host, port = parse_host_port(args.mqtt)
         overrides["mqtt_host"] = host
         overrides["mqtt_port"] = port
-    decision = {key: getattr(args, dest) for dest, key in _DECISION_FLAGS.items() if getattr(args, dest) is not None}
+    decision = decision_changes(args)
     if decision:
         overrides["decision"] = decision
     return load_settings(args.config, **overrides)

@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest

@@ -1,0 +1,37 @@
+"""Command-line option groups shared by ``adbreak`` commands and ``adbreak edge``: screen geometry and the temporal
+decision. Only argparse here; the values are validated where they are used (``Geometry.parse``, ``DecisionConfig``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_geometry_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("screen geometry (default: the model bundle's)")
+    g.add_argument("--crop", metavar="X,Y,W,H", help="use only this rectangle of the frame")
+    g.add_argument("--corners", metavar="X1,Y1,...,X4,Y4", help="four screen corners TL,TR,BR,BL to warp to frontal")
+
+
+def add_decision_options(p: argparse.ArgumentParser, defaults: str = "the model bundle's") -> None:
+    g = p.add_argument_group(f"temporal decision (defaults: {defaults})")
+    g.add_argument("--smoothing", choices=["window", "ema"], help="rolling mean over a window, or exponential")
+    g.add_argument("--window", type=float, metavar="S", help="rolling window in seconds (0 = one frame: no smoothing)")
+    g.add_argument("--ema-tau", type=float, metavar="S", help="time constant of the exponential smoothing")
+    g.add_argument("--enter", type=float, metavar="P", help="smoothed p(ad) at or above which an ad starts")
+    g.add_argument("--exit", type=float, metavar="P", help="smoothed p(ad) at or below which the ad ends")
+    g.add_argument("--min-ad", type=float, metavar="S", help="minimum length of an ad segment, seconds")
+    g.add_argument("--min-program", type=float, metavar="S", help="minimum length of a program segment, seconds")
+
+
+def decision_changes(args: argparse.Namespace) -> dict[str, float | str]:
+    """The decision settings given on the command line, as ``DecisionConfig`` field names."""
+    changes = {
+        "smoothing": args.smoothing,
+        "window_s": args.window,
+        "ema_tau_s": args.ema_tau,
+        "enter_threshold": args.enter,
+        "exit_threshold": args.exit,
+        "min_ad_s": args.min_ad,
+        "min_program_s": args.min_program,
+    }
+    return {k: v for k, v in changes.items() if v is not None}
