@@ -2,8 +2,9 @@
 
 :func:`create_app` checks the database schema first (the server refuses to run on a database not at the head
 revision), then wires the pieces: ``SegmentStore`` (data), ``MqttBridge`` (transport), ``Ingest`` (what each message
-does), ``AutoMute`` (rules), ``Realtime`` (Socket.IO) and the API and dashboard blueprints. Nothing happens at
-import time. :func:`run_server` serves it until SIGTERM or SIGINT, then stops the bridge and the watchdog.
+does, applied in batches by its worker thread), ``AutoMute`` (rules), ``Realtime`` (Socket.IO) and the API and
+dashboard blueprints. Nothing happens at import time. :func:`run_server` serves it until SIGTERM or SIGINT, then
+stops the watchdog, the bridge and the ingest worker.
 """
 
 from __future__ import annotations
@@ -53,19 +54,26 @@ class Runtime:
             return MigrationContext.configure(conn).get_current_revision()
 
     def start(self) -> None:
-        """Connect to the broker (in the background) and start the mute watchdog."""
+        """Start the ingest worker, connect to the broker (in the background), start the mute watchdog (its looks
+        run on the ingest worker: one writer)."""
         if self._running:
             return
         self._running = True
+        self.ingest.start()
         self.bridge.start()
-        self.rules.start_watchdog()
+        self.rules.start_watchdog(submit=self.ingest.call)
 
     def stop(self) -> None:
-        """Stop the watchdog, disconnect cleanly from the broker, close the database."""
+        """Stop the watchdog, apply and acknowledge what was received, disconnect cleanly from the broker, stop the
+        ingest worker (applying what came in meanwhile: not acknowledged, so redelivered and then a duplicate), close
+        the database."""
         if self._running:
             self._running = False
             self.rules.stop_watchdog()
+            if not self.ingest.flush(timeout=30):
+                log.warning("stopping with messages not yet applied")
             self.bridge.stop()
+            self.ingest.stop()
         self.engine.dispose()
 
 

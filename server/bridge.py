@@ -1,11 +1,18 @@
 """``MqttBridge``: the server's MQTT client (paho-mqtt 2.x, callback API version 2).
 
 It connects in the background (``connect_async`` + ``loop_start``, reconnecting with a 1-30 s back-off), subscribes
-in ``on_connect`` to the ``available`` / ``state`` / ``event`` / ``telemetry`` wildcards of the prefix, and routes
-each message through a handler table by :class:`~adbreak.wire.Kind`. Payloads are parsed with ``adbreak.wire``;
-every :class:`~adbreak.wire.WireError` is counted by reason and logged (rate-limited), and no exception ever leaves
-a paho callback. The session is persistent (``clean_session=False`` under a fixed client id): QoS 1 events
-published while the server is down are queued by the broker and delivered when it reconnects.
+in ``on_connect`` to the ``available`` / ``state`` / ``event`` / ``telemetry`` wildcards of the prefix, parses each
+message with ``adbreak.wire`` (a parser table by :class:`~adbreak.wire.Kind`) and hands it, as a :class:`Message`,
+to the sink (``server.ingest.Ingest``, which queues it for its worker). Every :class:`~adbreak.wire.WireError` is
+counted by reason and logged (rate-limited), and no exception ever leaves a paho callback. The session is persistent
+(``clean_session=False`` under a fixed client id): QoS 1 events published while the server is down are queued by the
+broker and delivered when it reconnects.
+
+Acknowledgements are manual (``manual_ack=True``): a QoS 1 message is acknowledged to the broker only after the
+batch that applied it committed (refused ones in their turn, in the order received), so a message the server had
+received but not yet stored when it died is delivered again, and the ingest, idempotent, takes it once. An
+acknowledgement left over from a connection that has since dropped is not sent: the broker redelivers the message on
+the new connection, under a packet id it may by then have reused.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -42,17 +50,29 @@ SUBSCRIBE_QOS = 1
 KEEPALIVE_S = 30
 
 
+Parsed = Availability | StatePayload | EventPayload | TelemetryPayload
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT message as the bridge hands it on. ``kind`` is ``None`` for a message the contract refused (already
+    counted): it is handed on only so that its acknowledgement keeps its place in the order. ``retained``: the broker
+    kept the message and sent it because the server subscribed, it did not just happen. ``received``: server time on
+    arrival. ``ack``: acknowledges it to the broker (``None``: nothing to acknowledge); call it once it is applied."""
+
+    kind: Kind | None
+    device: str | None
+    payload: Parsed | None
+    retained: bool
+    received: float
+    ack: Callable[[], None] | None = None
+
+
 class MessageSink(Protocol):
-    """What the bridge hands parsed messages to (``server.ingest.Ingest``). ``retained``: the broker kept the
-    message and sent it because the server subscribed, it did not just happen."""
+    """What the bridge hands messages to (``server.ingest.Ingest``), in the order they arrived, from paho's thread.
+    ``submit`` may block (back-pressure on the broker) but must not drop."""
 
-    def availability(self, device: str, value: Availability, *, retained: bool, received: float) -> None: ...
-
-    def state(self, payload: StatePayload, *, retained: bool, received: float) -> None: ...
-
-    def event(self, payload: EventPayload, *, retained: bool, received: float) -> None: ...
-
-    def telemetry(self, payload: TelemetryPayload, *, retained: bool, received: float) -> None: ...
+    def submit(self, message: Message) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -78,17 +98,16 @@ class MqttBridge:
         self._subscribed = threading.Event()
         self._pending_sub: int | None = None
         self._started = False
-        # the handler table: parse the payload of each kind and hand it to the sink
-        self._handlers: dict[Kind, Callable[[str, bytes, bool, float], None]] = {
-            Kind.AVAILABLE: lambda dev, raw, ret, t: sink.availability(dev, parse_availability(raw), retained=ret,
-                                                                        received=t),
-            Kind.STATE: lambda dev, raw, ret, t: sink.state(parse_state(raw, dev), retained=ret, received=t),
-            Kind.EVENT: lambda dev, raw, ret, t: sink.event(parse_event(raw, dev), retained=ret, received=t),
-            Kind.TELEMETRY: lambda dev, raw, ret, t: sink.telemetry(parse_telemetry(raw, dev), retained=ret,
-                                                                    received=t),
+        self._generation = 0  # counts connections: an acknowledgement belongs to the one its message came on
+        # the parser table: what each kind of topic carries
+        self._parsers: dict[Kind, Callable[[str, bytes], Parsed]] = {
+            Kind.AVAILABLE: lambda dev, raw: parse_availability(raw),
+            Kind.STATE: lambda dev, raw: parse_state(raw, dev),
+            Kind.EVENT: lambda dev, raw: parse_event(raw, dev),
+            Kind.TELEMETRY: lambda dev, raw: parse_telemetry(raw, dev),
         }
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, clean_session=False,
-                                  protocol=mqtt.MQTTv311)
+                                  protocol=mqtt.MQTTv311, manual_ack=True)
         if config.username is not None:
             self.client.username_pw_set(config.username, config.password)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -151,6 +170,7 @@ class MqttBridge:
         if reason_code.is_failure:
             log.error("MQTT broker %s refused the connection: %s", self.broker, reason_code)
             return
+        self._generation += 1
         self._connected.set()
         log.info("connected to MQTT broker %s (session present: %s)", self.broker, flags.session_present)
         filters = [(self.topics.wildcard(kind), SUBSCRIBE_QOS) for kind in SUBSCRIBED_KINDS]
@@ -181,23 +201,46 @@ class MqttBridge:
             log.warning("disconnected from MQTT broker %s (%s); reconnecting", self.broker, reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.handle(msg.topic, msg.payload, retained=bool(msg.retain))
+        ack = partial(self._ack, msg.mid, msg.qos, self._generation) if msg.qos > 0 else None
+        self.handle(msg.topic, msg.payload, retained=bool(msg.retain), ack=ack)
+
+    def _ack(self, mid: int, qos: int, generation: int) -> None:
+        """Acknowledge a message to the broker (any thread); not on a later connection than the one it came on."""
+        if generation != self._generation or not self._connected.is_set():
+            return
+        rc = self.client.ack(mid, qos)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.debug("acknowledging message %d: %s", mid, mqtt.error_string(rc))
 
     # ------------------------------------------------------------------ routing
-    def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> str | None:
-        """Route one message; returns the reject reason, if any. Never raises."""
+    def handle(self, topic: str, payload: bytes, *, retained: bool = False,
+               ack: Callable[[], None] | None = None) -> str | None:
+        """Parse one message and hand it to the sink; returns the reject reason, if any. Never raises."""
         self.counters.incr("received")
+        received = self._clock()
         try:
             device, kind = self.topics.parse(topic)
-            handler = self._handlers.get(kind)
-            if handler is None:
+            parse = self._parsers.get(kind)
+            if parse is None:
                 raise WireError("bad_topic", f"topic {topic!r}: {kind.value} is not for the server")
-            handler(device, payload, retained, self._clock())
+            message = Message(kind, device, parse(device, payload), retained, received, ack)
         except WireError as exc:
             self.counters.reject(exc.reason)
             self._rejects.log(logging.WARNING, exc.reason, "rejected message on %s: %s", topic, exc)
+            self._hand_on(Message(None, None, None, retained, received, ack), topic)
             return exc.reason
         except Exception:
             log.exception("handling a message on %s failed", topic)
+            self._hand_on(Message(None, None, None, retained, received, ack), topic)
             return "error"
-        return None
+        return None if self._hand_on(message, topic) else "error"
+
+    def _hand_on(self, message: Message, topic: str) -> bool:
+        if message.kind is None and message.ack is None:
+            return True  # refused, and nothing to acknowledge
+        try:
+            self._sink.submit(message)
+        except Exception:
+            log.exception("handing on a message on %s failed", topic)
+            return False
+        return True

@@ -1,8 +1,9 @@
 """Socket.IO (Flask-SocketIO, ``async_mode="threading"``): what the browser dashboard is pushed (``docs/api.md``).
 
 On connect a client gets ``hello`` ``{"devices": [Device]}``; afterwards ``device``, ``segment``, ``telemetry`` and
-``firing`` as things happen. Emits come from paho's thread and the watchdog; Flask-SocketIO broadcasts them to every
-client of the namespace ``/``.
+``firing`` as things happen. Emits come from the ingest worker after each batch commits (and from a thread that
+writes on its own, e.g. the watchdog of a store without a worker); Flask-SocketIO broadcasts them to every client of
+the namespace ``/``. Within :meth:`Realtime.coalesce` (one ingest batch) a device is pushed once, in its last state.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from flask import Flask
 from flask_socketio import SocketIO, emit
@@ -60,6 +62,22 @@ class Realtime:
     def __init__(self, socketio: SocketIO) -> None:
         self._socketio = socketio
         self._telemetry = Throttle(TELEMETRY_MIN_INTERVAL_S)
+        self._local = threading.local()  # .devices: the coalesced device pushes of this thread's open block
+
+    @contextmanager
+    def coalesce(self) -> Iterator[None]:
+        """In this block (this thread only), ``device`` pushes wait, one per device (its last state); they go out
+        when the block ends, in the order of each device's last change. Other pushes go out at once."""
+        if getattr(self._local, "devices", None) is not None:  # nested: the outer block sends
+            yield
+            return
+        self._local.devices = {}
+        try:
+            yield
+        finally:
+            pending, self._local.devices = self._local.devices, None
+            for data in pending.values():
+                self._emit("device", data)
 
     def _emit(self, name: str, data: dict) -> None:
         try:
@@ -68,7 +86,12 @@ class Realtime:
             log.exception("Socket.IO emit of %s failed", name)
 
     def device(self, data: dict) -> None:
-        self._emit("device", data)
+        pending = getattr(self._local, "devices", None)
+        if pending is None:
+            self._emit("device", data)
+        else:
+            pending.pop(data["name"], None)
+            pending[data["name"]] = data
 
     def segment(self, data: dict) -> None:
         self._emit("segment", data)

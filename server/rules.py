@@ -12,6 +12,9 @@ retained), stores the firing and tells the realtime layer.
   **unmute**.
 * Nothing fires from retained messages (a server restart replays the broker's retained availability and state):
   only messages that happen while the server runs fire.
+
+A firing is recorded in the write batch that decided it; the command goes to the broker only after that batch
+commits (so a command is never sent for a firing that was rolled back), in the order of the firings.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from adbreak.wire import Availability
-from server.store import IngestResult, SegmentStore
+from server.store import IngestResult, SegmentStore, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +115,19 @@ class MuteConfig:
 
 
 FiringListener = Callable[[dict, dict], None]
-"""Called with ``(Firing, Device)`` dicts after each firing is stored."""
+"""Called with ``(Firing, Device)`` dicts after each firing is stored (after the commit, with the command sent)."""
+BatchJob = Callable[[WriteBatch], object]
+Submit = Callable[[BatchJob], object]
+"""Runs a job in a write batch on the ingest worker (``Ingest.call``): the single writer."""
 
 
 class AutoMute:
-    """Applies :func:`decide` to ingest results, availability changes and the watchdog's ticks."""
+    """Applies :func:`decide` to ingest results, availability changes and the watchdog's ticks.
+
+    A decision reads the mute state and records the firing in one write batch (``batch``: the ingest worker's, so
+    it sees that batch's own writes; without one, a batch of its own); the command is published and the listener
+    told only after that batch commits. Decisions are serialised by the store's single writer.
+    """
 
     def __init__(self, config: MuteConfig, store: SegmentStore, publish: Publish, *,
                  on_firing: FiringListener | None = None, clock: Callable[[], float] = time.time) -> None:
@@ -125,67 +136,81 @@ class AutoMute:
         self._publish = publish
         self._on_firing = on_firing
         self._clock = clock
-        self._lock = threading.Lock()  # one decision at a time: the MQTT thread and the watchdog both decide
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._check_pending = threading.Event()
 
     # ------------------------------------------------------------------ triggers
-    def on_event(self, result: IngestResult, *, retained: bool = False) -> dict | None:
+    def on_event(self, result: IngestResult, *, retained: bool = False, batch: WriteBatch | None = None) -> dict | None:
         """After an event was ingested: mute on a new ad segment, unmute on a new program segment."""
         if not self.config.enabled or not result.ingested or result.opened is None:
             return None
         opened = result.opened
         trigger = SegmentOpened(label=opened["label"], age_s=self._clock() - opened["start"], retained=retained)
         event_id = result.event["event_id"] if result.event else None
-        return self._apply(opened["device"], trigger, event_id=event_id)
+        return self._apply(batch, opened["device"], trigger, event_id=event_id)
 
-    def on_availability(self, device: str, availability: Availability, *, retained: bool = False) -> dict | None:
+    def on_availability(self, device: str, availability: Availability, *, retained: bool = False,
+                        batch: WriteBatch | None = None) -> dict | None:
         if not self.config.enabled:
             return None
-        return self._apply(device, AvailabilityChanged(availability, retained=retained))
+        return self._apply(batch, device, AvailabilityChanged(availability, retained=retained))
 
-    def check(self, now: float | None = None) -> list[dict]:
+    def check(self, now: float | None = None, *, batch: WriteBatch | None = None) -> list[dict]:
         """The watchdog's look: unmute devices whose ad has been open longer than ``max_ad_s``."""
         if not self.config.enabled:
             return []
+        if batch is None:
+            with self._store.batch() as b:
+                return self.check(now, batch=b)
         now = self._clock() if now is None else now
         fired = []
-        for seg in self._store.open_segments(label="ad"):
+        for seg in batch.open_segments(label="ad"):
             if seg.muted:
-                f = self._apply(seg.device, AdRunning(open_s=now - seg.start))
+                f = self._apply(batch, seg.device, AdRunning(open_s=now - seg.start))
                 if f is not None:
                     fired.append(f)
         return fired
 
     # ------------------------------------------------------------------ firing
-    def _apply(self, device: str, trigger: Trigger, *, event_id: str | None = None) -> dict | None:
-        with self._lock:
-            decision = decide(self._store.is_muted(device), trigger, max_ad_s=self.config.max_ad_s)
-            if decision is None:
-                return None
-            topic = self.config.topic(device)
-            payload = self.config.payload_on if decision.action is Action.MUTE else self.config.payload_off
-            sent = self._publish(topic, payload, COMMAND_QOS, False)
-            if not sent:
-                log.warning("%s %s: command %s on %s not handed to the broker now (see the MQTT log)", device,
-                            decision.action.value, payload, topic)
-            firing, dev = self._store.record_firing(device, rule=RULE, action=decision.action.value,
-                                                    reason=decision.reason.value, topic=topic, payload=payload,
-                                                    ts=self._clock(), event_id=event_id)
+    def _apply(self, batch: WriteBatch | None, device: str, trigger: Trigger, *,
+               event_id: str | None = None) -> dict | None:
+        if batch is None:
+            with self._store.batch() as b:
+                return self._apply(b, device, trigger, event_id=event_id)
+        decision = decide(batch.is_muted(device), trigger, max_ad_s=self.config.max_ad_s)
+        if decision is None:
+            return None
+        topic = self.config.topic(device)
+        payload = self.config.payload_on if decision.action is Action.MUTE else self.config.payload_off
+        firing, dev = batch.record_firing(device, rule=RULE, action=decision.action.value,
+                                          reason=decision.reason.value, topic=topic, payload=payload,
+                                          ts=self._clock(), event_id=event_id)
+        batch.after_commit(self._send, device, decision, topic, payload, firing, dev)
+        return firing
+
+    def _send(self, device: str, decision: Decision, topic: str, payload: str, firing: dict, dev: dict) -> None:
+        """After the firing is stored: publish the command, tell the listener."""
+        sent = self._publish(topic, payload, COMMAND_QOS, False)
+        if not sent:
+            log.warning("%s %s: command %s on %s not handed to the broker now (see the MQTT log)", device,
+                        decision.action.value, payload, topic)
         log.info("%s: %s (%s)", device, decision.action.value, decision.reason.value)
         if self._on_firing is not None:
             try:
                 self._on_firing(firing, dev)
             except Exception:  # a listener's failure must not undo a command already sent
                 log.exception("firing listener failed")
-        return firing
 
     # ------------------------------------------------------------------ watchdog
-    def start_watchdog(self, interval_s: float = 1.0) -> None:
+    def start_watchdog(self, interval_s: float = 1.0, *, submit: Submit | None = None) -> None:
+        """Look every ``interval_s``. With ``submit`` (the ingest worker's ``call``) each look runs as a job on the
+        single writer, in order with the messages; at most one look waits there at a time."""
         if not self.config.enabled or self._thread is not None:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, args=(interval_s,), name="adbreak-mute-watchdog",
+        self._check_pending.clear()
+        self._thread = threading.Thread(target=self._watch, args=(interval_s, submit), name="adbreak-mute-watchdog",
                                         daemon=True)
         self._thread.start()
 
@@ -195,9 +220,20 @@ class AutoMute:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def _watch(self, interval_s: float) -> None:
+    def _queued_check(self, batch: WriteBatch) -> None:
+        try:
+            self.check(batch=batch)
+        finally:
+            self._check_pending.clear()
+
+    def _watch(self, interval_s: float, submit: Submit | None) -> None:
         while not self._stop.wait(interval_s):
             try:
-                self.check()
+                if submit is None:
+                    self.check()
+                elif not self._check_pending.is_set():
+                    self._check_pending.set()
+                    submit(self._queued_check)
             except Exception:  # keep watching: this is the fail-safe
+                self._check_pending.clear()
                 log.exception("mute watchdog check failed")
