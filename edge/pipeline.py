@@ -29,6 +29,17 @@ class FrameResult:
     latency_s: float  # wall time from frame arrival to decision (preprocess + backbone + head + decision)
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedFrame:
+    """A frame already mapped to the model input by ``Detector.prepare`` (e.g. in the decoding thread); the full-size
+    image is not kept."""
+
+    t: float
+    index: int
+    input: np.ndarray  # (size, size, 3) uint8
+    prepare_s: float  # wall time of the preprocessing, counted in the result's latency
+
+
 class Detector:
     def __init__(
         self,
@@ -48,14 +59,27 @@ class Detector:
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         return self.geometry.to_input(image, self.size)
 
-    def scores(self, image: np.ndarray) -> np.ndarray:
-        """Per-class probabilities of one full RGB frame (no temporal decision)."""
-        x = self.preprocess(image)
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        """The preprocessing alone, so that another thread can run it (``Prefetcher(..., transform=prepare)``)."""
+        started = time.perf_counter()
+        x = self.preprocess(frame.image)
+        return PreparedFrame(frame.t, frame.index, x, time.perf_counter() - started)
+
+    def classify(self, x: np.ndarray) -> np.ndarray:
+        """Per-class probabilities of one model input (size x size x 3 uint8)."""
         return self.head.predict_proba(self.backbone.features(x[None]))[0]
 
-    def process(self, frame: Frame) -> FrameResult:
+    def scores(self, image: np.ndarray) -> np.ndarray:
+        """Per-class probabilities of one full RGB frame (no temporal decision)."""
+        return self.classify(self.preprocess(image))
+
+    def process(self, frame: Frame | PreparedFrame) -> FrameResult:
         started = time.perf_counter()
-        probs = self.scores(frame.image)
+        if isinstance(frame, PreparedFrame):
+            probs = self.classify(frame.input)
+            started -= frame.prepare_s
+        else:
+            probs = self.scores(frame.image)
         p_ad = float(probs[self.ad_index])
         step = self.machine.update(frame.t, p_ad)
         return FrameResult(
@@ -68,6 +92,6 @@ class Detector:
             latency_s=time.perf_counter() - started,
         )
 
-    def run(self, frames: Iterable[Frame]) -> Iterator[FrameResult]:
+    def run(self, frames: Iterable[Frame | PreparedFrame]) -> Iterator[FrameResult]:
         for frame in frames:
             yield self.process(frame)

@@ -35,13 +35,18 @@ class TimestampSampler:
         self.period = None if fps is None else 1.0 / fps
         self._next: float | None = None
 
+    def slot(self, t: float) -> int:
+        """The grid interval ``t`` falls in: frames of one slot compete for one sample, and the first of them (in
+        time) is the one taken. Needs a rate (``fps`` not None)."""
+        return math.floor((t + self.EPS) / self.period)  # type: ignore[operator]
+
     def take(self, t: float) -> bool:
         if self.period is None:
             return True
         if self._next is not None and t < self._next - self.EPS:
             return False
         # next grid point strictly after t (anchored at 0, so samples land on k / fps)
-        self._next = (math.floor((t + self.EPS) / self.period) + 1) * self.period
+        self._next = (self.slot(t) + 1) * self.period
         return True
 
 

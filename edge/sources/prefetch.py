@@ -3,13 +3,17 @@
 For a file (``drop_oldest=False``) the queue blocks the decoder when full: nothing is lost. For a live source
 (``drop_oldest=True``) the decoder never blocks: when inference falls behind, the oldest waiting frame is dropped and
 counted, so the camera is always read and the analysed frame is the freshest one.
+
+``transform`` runs on each frame in the decoding thread before it is queued (e.g. ``Detector.prepare``: the resize
+then overlaps inference too, and the queue holds model inputs instead of full-size frames).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from edge.sources.base import Frame, FrameSource
 
@@ -17,8 +21,16 @@ _END = object()
 
 
 class Prefetcher:
-    def __init__(self, source: FrameSource, maxsize: int = 8, *, drop_oldest: bool | None = None) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        maxsize: int = 8,
+        *,
+        drop_oldest: bool | None = None,
+        transform: Callable[[Frame], Any] | None = None,
+    ) -> None:
         self.source = source
+        self.transform = transform
         self.drop_oldest = source.live if drop_oldest is None else drop_oldest
         self.dropped = 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=maxsize)
@@ -43,8 +55,9 @@ class Prefetcher:
 
     def _run(self) -> None:
         try:
+            transform = self.transform
             for frame in self.source:
-                if not self._put(frame):
+                if not self._put(frame if transform is None else transform(frame)):
                     return
         except BaseException as exc:  # handed to the consumer, raised there
             self._error = exc

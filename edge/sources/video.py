@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 import av.error
+from av.video.reformatter import VideoReformatter
 
 from adbreak.errors import AdbreakError
 from edge.sources.base import Frame, FrameSource
@@ -23,10 +24,22 @@ class VideoSource(FrameSource):
 
     ``target`` is a file path, a V4L2 device (``/dev/video0``) or a URL (``rtsp://``, ``http://``...). Corrupt packets
     are skipped and counted in ``decode_errors``; a source that yields no frame at all is an error.
+
+    Only sampled frames are converted to RGB. A non-reference frame (one no other frame is predicted from, e.g. the
+    unreferenced B-frames of H.264) is not decoded at all when the sampler cannot take it: its packet's time falls in
+    a sampling slot that an earlier frame, already sent to the decoder in full, fills. The frames yielded are exactly
+    those a full decode yields (in a damaged stream, the pixels that error concealment makes up may differ, as they
+    already do between threaded and unthreaded decoding); after a decode error or a frame time the packets did not
+    announce, every frame is decoded again. ``skip_unsampled=False`` turns this off. ``threads=False`` decodes on the
+    calling thread only.
     """
 
-    def __init__(self, target: str, fps: float | None = 5.0, *, threads: bool = True) -> None:
+    def __init__(
+        self, target: str, fps: float | None = 5.0, *, threads: bool = True, skip_unsampled: bool = True
+    ) -> None:
         super().__init__(fps)
+        self.skip_unsampled = skip_unsampled and fps is not None
+        self.skippable_packets = 0  # packets sent with "skip if non-reference" (the decoder drops those that are)
         self.target = target
         self.is_device = target.startswith("/dev/video")
         self.is_url = "://" in target
@@ -48,6 +61,8 @@ class VideoSource(FrameSource):
         self._stream = self._container.streams.video[0]
         if threads and not self.live:
             self._stream.thread_type = "AUTO"
+        elif not threads:  # one decoding thread (FFmpeg would otherwise decode a multi-slice frame on several)
+            self._stream.codec_context.thread_count = 1
         start = self._stream.start_time
         self._t0 = float(start * self._stream.time_base) if start is not None and self._stream.time_base else None
 
@@ -59,6 +74,12 @@ class VideoSource(FrameSource):
         if self._container.duration is not None:
             return self._container.duration / 1_000_000
         return None
+
+    def _packet_time(self, packet: av.Packet) -> float | None:
+        """A packet's presentation time on the frames' clock (None until that clock's origin is known)."""
+        if packet.pts is None or packet.time_base is None or self._t0 is None:
+            return None
+        return float(packet.pts * packet.time_base) - self._t0
 
     def _frame_time(self, frame: av.VideoFrame) -> float | None:
         if frame.pts is None or frame.time_base is None:
@@ -73,6 +94,16 @@ class VideoSource(FrameSource):
         errors_in_row = 0
         last_t = -1.0
         demux = self._container.demux(self._stream)
+        ctx = self._stream.codec_context
+        # one converter for the whole stream (a new one per frame rebuilds its scaler context every time); one thread:
+        # the decoder (and, with a Prefetcher, the consumer) already use the other cores
+        rgb = VideoReformatter()
+        # skip_unsampled bookkeeping: per sampling slot, the earliest packet time sent to the decoder in full; and the
+        # packet times not yet seen again as frames (a frame time the packets did not announce ends the skipping)
+        gate = self.skip_unsampled and self._t0 is not None  # packet times need the clock's origin up front
+        full_in_slot: dict[int, float] = {}
+        announced: set[float] = set()
+        skipping = False
         while True:
             try:
                 packet = next(demux)
@@ -85,18 +116,45 @@ class VideoSource(FrameSource):
                 self.decode_errors += 1
                 log.warning("%s: demux error after %d frames: %s", self.target, index, exc)
                 break
+            if gate:
+                pt = self._packet_time(packet)
+                skip = False
+                if pt is not None:
+                    slot = self.sampler.slot(pt)
+                    first = full_in_slot.get(slot)
+                    skip = first is not None and first < pt
+                    if not skip:
+                        full_in_slot[slot] = pt if first is None else min(first, pt)
+                        if len(full_in_slot) > 64:
+                            del full_in_slot[min(full_in_slot)]
+                    announced.add(pt)
+                if skip != skipping:
+                    ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+                    skipping = skip
+                self.skippable_packets += skip
             try:
                 frames = packet.decode()
                 errors_in_row = 0
             except av.error.FFmpegError as exc:
                 self.decode_errors += 1
                 errors_in_row += 1
+                if gate:
+                    gate = skipping = False
+                    ctx.skip_frame = "DEFAULT"
                 log.debug("%s: skipped a corrupt packet: %s", self.target, exc)
                 if errors_in_row >= MAX_CONSECUTIVE_ERRORS:
                     raise AdbreakError(f"{self.target}: {errors_in_row} corrupt packets in a row: {exc}") from exc
                 continue
-            for vf in frames:
+            while frames:
+                vf = frames.pop(0)
                 t = self._frame_time(vf)
+                if gate and (t is None or t not in announced or t <= last_t):
+                    gate = skipping = False  # frames the packet times did not predict: decode everything from now on
+                    ctx.skip_frame = "DEFAULT"
+                if gate:
+                    announced.discard(t)  # type: ignore[arg-type]
+                    if len(announced) > 256:  # times of skipped frames never come back: forget those already passed
+                        announced = {a for a in announced if a > t}
                 if t is None:
                     t = last_t + (1.0 / float(self._stream.average_rate or 25))
                 if t <= last_t:  # duplicate or reordered timestamps: keep time monotonic
@@ -104,7 +162,9 @@ class VideoSource(FrameSource):
                 last_t = t
                 if not self.sampler.take(t):
                     continue
-                yield Frame(t=t, image=vf.to_ndarray(format="rgb24"), index=index)
+                image = rgb.reformat(vf, format="rgb24", threads=1).to_ndarray()
+                del vf
+                yield Frame(t=t, image=image, index=index)
                 index += 1
         if index == 0:
             raise AdbreakError(f"cannot decode any frame from {self.target} (unreadable or not a video)")

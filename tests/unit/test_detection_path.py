@@ -1,0 +1,126 @@
+"""The per-frame detection path's shortcuts change nothing: skipped non-reference frames, the backbone's in-place
+input, preprocessing in the decoding thread."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from edge.sources import Frame, Prefetcher, TimestampSampler, VideoSource
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """4 s of 25 fps H.264 with 2 B-frames between references (as the built broadcasts), moving content."""
+    import av
+
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (72, 128, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 128, 72, "yuv420p"
+        stream.options = {"preset": "ultrafast", "x264-params": "bframes=2:b-adapt=0:keyint=50"}
+        for i in range(100):
+            img = np.roll(base, 3 * i, axis=1)
+            img[:, :, 0] = (img[:, :, 0].astype(np.int32) + 5 * i).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _frames(path, fps, **kw):
+    with VideoSource(str(path), fps, **kw) as src:
+        got = [(f.t, f.index, f.image.tobytes()) for f in src]
+        return got, src.skippable_packets
+
+
+@pytest.mark.parametrize("fps", [5.0, 2.0, 3.0, 12.5, None])
+@pytest.mark.parametrize("threads", [False, True])
+def test_skipping_unsampled_frames_yields_exactly_the_frames_of_a_full_decode(clip, fps, threads):
+    full, none_skipped = _frames(clip, fps, threads=threads, skip_unsampled=False)
+    fast, skipped = _frames(clip, fps, threads=threads)
+    assert none_skipped == 0
+    assert [f[:2] for f in fast] == [f[:2] for f in full]
+    assert fast == full  # same frames, same pixels
+    if fps is not None and fps <= 5:
+        assert skipped > 0
+
+
+def test_sampler_slot_is_the_interval_take_uses():
+    s = TimestampSampler(5.0)
+    times = [i / 25 for i in range(100)] + [4.0 + i / 30 for i in range(60)]
+    slots = [s.slot(t) for t in times]
+    taken = [s.take(t) for t in times]
+    # a frame is taken exactly when it is the first of its slot
+    assert taken == [i == 0 or slots[i] != slots[i - 1] for i in range(len(times))]
+
+
+def test_prefetcher_transform_runs_in_the_decoding_thread():
+    class Source:
+        live = False
+
+        def __iter__(self):
+            for i in range(20):
+                yield Frame(t=i / 5, image=np.zeros((2, 2, 3), np.uint8), index=i)
+
+        def close(self):
+            pass
+
+    seen = set()
+
+    def transform(frame):
+        seen.add(threading.current_thread().name)
+        return frame.index * 10
+
+    with Prefetcher(Source(), maxsize=2, transform=transform) as items:  # type: ignore[arg-type]
+        assert list(items) == [i * 10 for i in range(20)]
+    assert seen == {"frame-decoder"}
+
+
+def test_backbone_input_written_in_place_is_pixel_minus_128():
+    from edge.backbone import Backbone
+
+    bb = Backbone.shared()
+    images = np.random.default_rng(1).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    images[0, :2, :2] = [[0, 127, 255], [128, 1, 254]]
+    got = bb.features(images)
+    interp = bb._interp
+    for i in range(3):  # the reference: the quantised input computed the long way, copied in by set_tensor
+        interp.set_tensor(bb._in_index, (images[i].astype(np.int16) - 128).astype(np.int8)[None])
+        interp.invoke()
+        raw = interp.get_tensor(bb._out_index).reshape(-1).astype(np.float32)
+        assert np.array_equal(got[i], (raw - bb._out_zero) * bb._out_scale)
+
+
+def test_a_prepared_frame_gives_the_result_of_the_full_frame(tmp_path):
+    from edge.backbone import Backbone
+    from edge.bundle import ModelBundle, Preprocessing, write_bundle_files
+    from edge.decision import DecisionConfig
+    from edge.head import SoftmaxHead
+    from edge.pipeline import Detector, PreparedFrame
+
+    bb = Backbone.shared()
+    rng = np.random.default_rng(2)
+    head = SoftmaxHead(
+        ("ad", "program"),
+        rng.normal(size=bb.dim).astype(np.float32),
+        np.ones(bb.dim, np.float32),
+        rng.normal(size=(bb.dim, 2)).astype(np.float32) * 0.05,
+        np.zeros(2, np.float32),
+    )
+    write_bundle_files(
+        tmp_path, head=head, backbone=bb, preprocessing=Preprocessing(), decision=DecisionConfig(), name="t"
+    )
+    bundle = ModelBundle.load(tmp_path)
+    a, b = Detector(bundle), Detector(bundle)
+    for i in range(5):
+        frame = Frame(t=i / 5, image=rng.integers(0, 256, (270, 480, 3), dtype=np.uint8), index=i)
+        prepared = b.prepare(frame)
+        assert isinstance(prepared, PreparedFrame) and prepared.input.shape == (224, 224, 3)
+        ra, rb = a.process(frame), b.process(prepared)
+        assert np.array_equal(ra.probs, rb.probs)
+        assert (ra.t, ra.p_ad, ra.smoothed, ra.state) == (rb.t, rb.p_ad, rb.smoothed, rb.state)
+        assert rb.latency_s >= prepared.prepare_s
