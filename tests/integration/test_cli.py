@@ -21,7 +21,7 @@ def assert_one_line_error(proc, match: str) -> None:
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     for clip, label in (("gillette", "ad"), ("box", "ad"), ("vtest", "program"), ("bikes", "program")):
-        proc = run_cli("collect", media(clip), "--label", label, "--out", root, "--fps", "3", "--duration", "10", "-q")
+        proc = run_cli("collect", media(clip), "--label", label, "--out", root, "--fps", "3", "--duration", "15", "-q")
         assert proc.returncode == 0, proc.stderr
     return root
 
@@ -42,7 +42,7 @@ def test_every_command_has_help():
 
 def test_collect_names_frames_by_recording_and_time(dataset):
     names = sorted(p.name for p in (dataset / "ad").iterdir())
-    assert len(names) == 60  # 2 clips x 10 s x 3 fps
+    assert len(names) == 90  # 2 clips x 15 s x 3 fps
     assert all("_t0000" in n and n.endswith(".jpg") for n in names)
 
 
@@ -55,7 +55,7 @@ def test_train_writes_a_complete_bundle_with_report(bundle):
                  "data_summary.json"):
         assert (bundle / name).stat().st_size > 0, name
     report = json.loads((bundle / "report.json").read_text())
-    assert report["holdout"]["accuracy"] >= 0.8  # 9 holdout frames a class, late in clips it trained on early parts of
+    assert report["holdout"]["accuracy"] >= 0.8  # ~7 holdout frames a class, late in clips it trained on early parts of
     assert set(report["holdout"]["per_class"]) == {"ad", "program"}
 
 
@@ -66,7 +66,9 @@ def test_second_training_run_reads_the_cache(dataset, bundle, cache_dir, tmp_pat
                    "--json", tmp_path / "r.json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["cache"]["misses"] == 0 and report["cache"]["hits"] == 120
+    frames = sum(1 for _ in dataset.glob("*/*.jpg"))
+    assert frames >= 120
+    assert report["cache"]["misses"] == 0 and report["cache"]["hits"] == frames
 
 
 def test_train_rejects_bad_datasets_without_writing_a_bundle(dataset, tmp_path, cache_dir):
