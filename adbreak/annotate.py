@@ -42,8 +42,11 @@ def _draw(
     color = {Label.AD: AD_COLOR, Label.PROGRAM: PROGRAM_COLOR}.get(state, UNDECIDED_COLOR)  # type: ignore[arg-type]
     bar_h = max(28, h // 16)
     cv2.rectangle(img, (0, 0), (w, bar_h), color, -1)
-    text = f"{(state.value if state else 'undecided').upper()}   p(ad) raw {p_ad:.2f}  smoothed {smoothed:.2f}   t={t:7.1f}s"
-    cv2.putText(img, text, (10, int(bar_h * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, bar_h / 40, (255, 255, 255), 2, cv2.LINE_AA)
+    label = (state.value if state else "undecided").upper()
+    text = f"{label}   p(ad) raw {p_ad:.2f}  smoothed {smoothed:.2f}   t={t:7.1f}s"
+    cv2.putText(
+        img, text, (10, int(bar_h * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, bar_h / 40, (255, 255, 255), 2, cv2.LINE_AA
+    )
     # strip chart
     ch = max(60, h // 6)
     y0 = h - ch

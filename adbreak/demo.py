@@ -44,11 +44,14 @@ def run_demo(out: Path, *, heldout_s: float = 300.0, train_s: float = TRAIN_SECO
     model = out / "model"
     print(f"3/5 training the head on the backbone's features -> {model}")
     result = train(frames, model, TrainConfig(name="demo", force=True, cache_dir=out / "cache", progress=progress))
-    print(f"    holdout accuracy {result.report['holdout']['accuracy']:.4f} ({result.report['holdout']['frames']} frames)")
+    print(
+        f"    holdout accuracy {result.report['holdout']['accuracy']:.4f} ({result.report['holdout']['frames']} frames)"
+    )
 
     print(f"4/5 evaluating on the held-out broadcast {held_bc.video.name}, as if live")
-    run = evaluate_video(held_bc.video, held_bc.truth, model, record_scores=out / "heldout.scores.csv",
-                         progress=progress)
+    run = evaluate_video(
+        held_bc.video, held_bc.truth, model, record_scores=out / "heldout.scores.csv", progress=progress
+    )
     (out / "heldout.metrics.json").write_text(json.dumps(run.metrics, indent=2) + "\n")
     from adbreak.segments import write_segments
 
@@ -60,6 +63,8 @@ def run_demo(out: Path, *, heldout_s: float = 300.0, train_s: float = TRAIN_SECO
     annotated = out / "heldout.annotated.mp4"
     print(f"5/5 writing the annotated video {annotated}")
     annotate(held_bc.video, model, annotated, progress=progress)
-    print(f"done in {time.perf_counter() - started:.0f} s. Open {annotated} to watch the decisions; "
-          f"truth {held_bc.truth}, prediction {out / 'heldout.predicted.csv'}.")
+    print(
+        f"done in {time.perf_counter() - started:.0f} s. Open {annotated} to watch the decisions; "
+        f"truth {held_bc.truth}, prediction {out / 'heldout.predicted.csv'}."
+    )
     return 0

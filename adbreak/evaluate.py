@@ -84,7 +84,9 @@ def evaluate_video(
             probs.append(r.probs)
             if r.transition is not None:
                 transitions.append(r.transition)
-                decided.append((r.transition.decided_t + r.latency_s, r.transition.boundary_t, r.transition.to_label.value))
+                decided.append(
+                    (r.transition.decided_t + r.latency_s, r.transition.boundary_t, r.transition.to_label.value)
+                )
             bar.update(round(r.t - bar.n, 1))
     wall = time.perf_counter() - started
     bar.close()

@@ -26,7 +26,9 @@ def save_frame(folder: Path, recording: str, frame: Frame) -> Path:
     """Write one frame as JPEG, atomically (a reader never sees half a file)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{frame_name(recording, frame.t)}.jpg"
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
     if not ok:
         raise AdbreakError(f"cannot encode frame at {frame.t:.3f} s")
     tmp = path.with_name(f".{path.name}.tmp")
@@ -54,17 +56,22 @@ def extract(
     counts: Counter[str] = Counter()
     out = Path(out)
     seg_i = 0
-    with open_source(str(video), fps) as source, tqdm(
-        total=round(duration), desc="extract", unit="s", disable=not progress, leave=False
-    ) as bar:
+    with (
+        open_source(str(video), fps) as source,
+        tqdm(total=round(duration), desc="extract", unit="s", disable=not progress, leave=False) as bar,
+    ):
         for frame in source:
             if frame.t >= duration:
                 break
             while segments[seg_i].end <= frame.t:
                 seg_i += 1
             seg = segments[seg_i]
-            if margin_s > 0 and (frame.t - seg.start < margin_s and seg_i > 0 or seg.end - frame.t < margin_s
-                                 and seg_i < len(segments) - 1):
+            if margin_s > 0 and (
+                frame.t - seg.start < margin_s
+                and seg_i > 0
+                or seg.end - frame.t < margin_s
+                and seg_i < len(segments) - 1
+            ):
                 continue
             save_frame(out / seg.label, recording, frame)
             counts[seg.label] += 1
@@ -95,7 +102,10 @@ def collect(
     folder = Path(out) / label
     n = 0
     started = time.monotonic()
-    with open_source(source_spec, fps) as source, tqdm(desc=f"collect {label}", unit="frame", disable=not progress) as bar:
+    with (
+        open_source(source_spec, fps) as source,
+        tqdm(desc=f"collect {label}", unit="frame", disable=not progress) as bar,
+    ):
         try:
             for frame in source:
                 if duration_s is not None and frame.t >= duration_s:

@@ -64,34 +64,74 @@ def main() -> None:
         pub.loop_start()
         pub.publish(topics.available(dev), b"online", qos=1, retain=True).wait_for_publish(5)
         now = time.time()
-        pub.publish(topics.state(dev), StatePayload(device=dev, label="program", since_ts=now, since_stream_t=0.0,
-                                                    confidence=0.9, model_version="bench", ts=now).to_bytes(),
-                    qos=1, retain=True).wait_for_publish(5)
+        pub.publish(
+            topics.state(dev),
+            StatePayload(
+                device=dev,
+                label="program",
+                since_ts=now,
+                since_stream_t=0.0,
+                confidence=0.9,
+                model_version="bench",
+                ts=now,
+            ).to_bytes(),
+            qos=1,
+            retain=True,
+        ).wait_for_publish(5)
         time.sleep(1.0)
         chromium = shutil.which("chromium") or "/usr/bin/chromium"
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
             page = browser.new_page()
             page.goto(f"{server.base}/#/live")
             page.wait_for_selector(f'[data-testid="device-state-{dev}"]', timeout=15000)
-            page.wait_for_function("() => document.querySelector('[data-testid=conn-status]')?.textContent"
-                                   ".trim() === 'connected'", timeout=15000)
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=conn-status]')?.textContent.trim() === 'connected'",
+                timeout=15000,
+            )
             log(f"initial state in the page: {page.evaluate(OBSERVER, dev)}")
             sent = []
             for seq in range(1, args.events + 1):
                 now = time.time()
                 kind = EventType.AD_START if seq % 2 else EventType.AD_END
-                ev = EventPayload(device=dev, event_id=new_event_id(), seq=seq, type=kind, boundary_ts=now - 0.7,
-                                  decided_ts=now, boundary_stream_t=seq * 20.0, decided_stream_t=seq * 20.0 + 0.7,
-                                  confidence=0.95, model_version="bench")
+                ev = EventPayload(
+                    device=dev,
+                    event_id=new_event_id(),
+                    seq=seq,
+                    type=kind,
+                    boundary_ts=now - 0.7,
+                    decided_ts=now,
+                    boundary_stream_t=seq * 20.0,
+                    decided_stream_t=seq * 20.0 + 0.7,
+                    confidence=0.95,
+                    model_version="bench",
+                )
                 pub.publish(topics.event(dev), ev.to_bytes(), qos=1)
                 # what an edge agent publishes next: the retained state (the dashboard's badge follows it)
-                pub.publish(topics.state(dev), StatePayload(
-                    device=dev, label="ad" if kind is EventType.AD_START else "program", since_ts=now - 0.7,
-                    since_stream_t=seq * 20.0, confidence=0.95, model_version="bench", ts=now).to_bytes(),
-                    qos=1, retain=True)
+                pub.publish(
+                    topics.state(dev),
+                    StatePayload(
+                        device=dev,
+                        label="ad" if kind is EventType.AD_START else "program",
+                        since_ts=now - 0.7,
+                        since_stream_t=seq * 20.0,
+                        confidence=0.95,
+                        model_version="bench",
+                        ts=now,
+                    ).to_bytes(),
+                    qos=1,
+                    retain=True,
+                )
                 sent.append((seq, "AD" if kind is EventType.AD_START else "PROGRAM"))
                 time.sleep(args.interval)
             time.sleep(1.0)
@@ -105,21 +145,47 @@ def main() -> None:
     lat, missing = [], 0
     for seq, text in sent:
         arrived = arrivals.get(seq)
-        hit = next((t / 1000.0 for t, v in changes if v == text and arrived is not None and t / 1000.0 >= arrived - 0.001
-                    and t / 1000.0 < arrived + args.interval), None)
+        hit = next(
+            (
+                t / 1000.0
+                for t, v in changes
+                if v == text
+                and arrived is not None
+                and t / 1000.0 >= arrived - 0.001
+                and t / 1000.0 < arrived + args.interval
+            ),
+            None,
+        )
         if hit is None:
             missing += 1
         else:
             lat.append(hit - arrived)
-    data = {"events": args.events, "interval_s": args.interval, "missing": missing,
-            "latency_ms": {"median": round(1000 * median(lat), 1), "p95": round(1000 * percentile(lat, 95), 1),
-                           "max": round(1000 * max(lat), 1)} if lat else None}
-    md = ["# State change: broker -> connected browser (DOM)", "",
-          f"{args.events} events, one every {args.interval:g} s; Debian Chromium headless via Playwright.", "",
-          "| n | median | p95 | max | missing |", "|---|---|---|---|---|",
-          f"| {len(lat)} | {data['latency_ms']['median'] if lat else '-'} ms | {data['latency_ms']['p95'] if lat else '-'}"
-          f" ms | {data['latency_ms']['max'] if lat else '-'} ms | {missing} |", "",
-          "Target: p95 <= 250 ms.", "", "Reproduce: `.venv/bin/python bench/bench_browser.py`."]
+    data = {
+        "events": args.events,
+        "interval_s": args.interval,
+        "missing": missing,
+        "latency_ms": {
+            "median": round(1000 * median(lat), 1),
+            "p95": round(1000 * percentile(lat, 95), 1),
+            "max": round(1000 * max(lat), 1),
+        }
+        if lat
+        else None,
+    }
+    md = [
+        "# State change: broker -> connected browser (DOM)",
+        "",
+        f"{args.events} events, one every {args.interval:g} s; Debian Chromium headless via Playwright.",
+        "",
+        "| n | median | p95 | max | missing |",
+        "|---|---|---|---|---|",
+        f"| {len(lat)} | {data['latency_ms']['median'] if lat else '-'} ms | "
+        f"{data['latency_ms']['p95'] if lat else '-'} ms | {data['latency_ms']['max'] if lat else '-'} ms | {missing} |",
+        "",
+        "Target: p95 <= 250 ms.",
+        "",
+        "Reproduce: `.venv/bin/python bench/bench_browser.py`.",
+    ]
     write_result("browser", data, "\n".join(md))
     print("\n".join(md))
 

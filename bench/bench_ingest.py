@@ -33,10 +33,18 @@ class Fleet:
         self.seq[dev] += 1
         seq = self.seq[dev]
         now = time.time()
-        ev = EventPayload(device=dev, event_id=new_event_id(), seq=seq,
-                          type=EventType.AD_START if seq % 2 else EventType.AD_END, boundary_ts=now - 0.7,
-                          decided_ts=now, boundary_stream_t=seq * 30.0, decided_stream_t=seq * 30.0 + 0.7,
-                          confidence=0.95, model_version="bench")
+        ev = EventPayload(
+            device=dev,
+            event_id=new_event_id(),
+            seq=seq,
+            type=EventType.AD_START if seq % 2 else EventType.AD_END,
+            boundary_ts=now - 0.7,
+            decided_ts=now,
+            boundary_stream_t=seq * 30.0,
+            decided_stream_t=seq * 30.0 + 0.7,
+            confidence=0.95,
+            model_version="bench",
+        )
         return self.topics.event(dev), ev.to_bytes(), ev.event_id
 
 
@@ -99,11 +107,16 @@ def main() -> None:
         while ingested() - base < total and time.perf_counter() < deadline:
             time.sleep(0.05)
         drain_s = time.perf_counter() - t0
-        sustained = {"published": total, "publish_s": round(publish_s, 2), "offered_rate": round(total / publish_s, 1),
-                     "ingested": ingested() - base, "all_ingested_after_s": round(drain_s, 2),
-                     "ingest_rate": round((ingested() - base) / drain_s, 1),
-                     "max_backlog_events": max(lag_samples) if lag_samples else 0,
-                     "broker_delivered_to_plain_subscriber": counted["n"]}
+        sustained = {
+            "published": total,
+            "publish_s": round(publish_s, 2),
+            "offered_rate": round(total / publish_s, 1),
+            "ingested": ingested() - base,
+            "all_ingested_after_s": round(drain_s, 2),
+            "ingest_rate": round((ingested() - base) / drain_s, 1),
+            "max_backlog_events": max(lag_samples) if lag_samples else 0,
+            "broker_delivered_to_plain_subscriber": counted["n"],
+        }
         log(f"sustained: {sustained}")
 
         log(f"flood: {args.flood} events as fast as one publisher can")
@@ -128,11 +141,16 @@ def main() -> None:
                 break
             time.sleep(0.02)
         server_s = time.perf_counter() - t0
-        flood = {"events": args.flood, "publish_s": round(pub_s, 2), "publish_rate": round(args.flood / pub_s, 1),
-                 "plain_subscriber_s": round(plain_done, 2) if plain_done else None,
-                 "plain_subscriber_rate": round(args.flood / plain_done, 1) if plain_done else None,
-                 "server_ingested": ingested() - base, "server_s": round(server_s, 2),
-                 "server_rate": round((ingested() - base) / server_s, 1)}
+        flood = {
+            "events": args.flood,
+            "publish_s": round(pub_s, 2),
+            "publish_rate": round(args.flood / pub_s, 1),
+            "plain_subscriber_s": round(plain_done, 2) if plain_done else None,
+            "plain_subscriber_rate": round(args.flood / plain_done, 1) if plain_done else None,
+            "server_ingested": ingested() - base,
+            "server_s": round(server_s, 2),
+            "server_rate": round((ingested() - base) / server_s, 1),
+        }
         log(f"flood: {flood}")
         health = server.get("/api/v1/health")
         pub.loop_stop()
@@ -144,19 +162,30 @@ def main() -> None:
     con.close()
     lost = len(set(ids) - set(stored))
     doubled = len(stored) - len(set(stored))
-    data = {"sustained": sustained, "flood": flood, "lost": lost, "duplicated_rows": doubled,
-            "rejected": health["counters"]["rejected"]}
-    md = ["# Server ingest: MQTT -> SQLite", "",
-          f"{args.devices} simulated devices, QoS-1 events; real Mosquitto; `adbreak server` on SQLite (WAL).", "",
-          "| phase | offered | server ingest rate | broker to a plain subscriber | lost | duplicated |",
-          "|---|---|---|---|---|---|",
-          f"| sustained {args.seconds:g} s | {sustained['offered_rate']} ev/s | {sustained['ingest_rate']} ev/s "
-          f"(max backlog {sustained['max_backlog_events']} events) | {sustained['broker_delivered_to_plain_subscriber']} "
-          f"of {total} delivered | {lost} | {doubled} |",
-          f"| flood {args.flood} | {flood['publish_rate']} ev/s | {flood['server_rate']} ev/s | "
-          f"{flood['plain_subscriber_rate']} ev/s | | |", "",
-          "Target: >= 1,000 events/s sustained with no loss.", "",
-          "Reproduce: `.venv/bin/python bench/bench_ingest.py`."]
+    data = {
+        "sustained": sustained,
+        "flood": flood,
+        "lost": lost,
+        "duplicated_rows": doubled,
+        "rejected": health["counters"]["rejected"],
+    }
+    md = [
+        "# Server ingest: MQTT -> SQLite",
+        "",
+        f"{args.devices} simulated devices, QoS-1 events; real Mosquitto; `adbreak server` on SQLite (WAL).",
+        "",
+        "| phase | offered | server ingest rate | broker to a plain subscriber | lost | duplicated |",
+        "|---|---|---|---|---|---|",
+        f"| sustained {args.seconds:g} s | {sustained['offered_rate']} ev/s | {sustained['ingest_rate']} ev/s "
+        f"(max backlog {sustained['max_backlog_events']} events) | {sustained['broker_delivered_to_plain_subscriber']} "
+        f"of {total} delivered | {lost} | {doubled} |",
+        f"| flood {args.flood} | {flood['publish_rate']} ev/s | {flood['server_rate']} ev/s | "
+        f"{flood['plain_subscriber_rate']} ev/s | | |",
+        "",
+        "Target: >= 1,000 events/s sustained with no loss.",
+        "",
+        "Reproduce: `.venv/bin/python bench/bench_ingest.py`.",
+    ]
     write_result("ingest", data, "\n".join(md))
     print("\n".join(md))
 

@@ -17,7 +17,6 @@ import sys
 import time
 
 import numpy as np
-
 from common import DATA, ROOT, adbreak, broadcast, log, median, trained_bundle, write_result
 
 RSS_PROBE = r"""
@@ -116,8 +115,13 @@ def main() -> None:
     log("edge RSS")
     rss_runs = []  # a process's peak RSS varies by several MB from run to run (thread timing, allocator state)
     for _ in range(args.repeats):
-        proc = subprocess.run([sys.executable, "-c", RSS_PROBE, str(bundle), str(video), "120"], capture_output=True,
-                              text=True, cwd=ROOT, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", RSS_PROBE, str(bundle), str(video), "120"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
         frames_rss, kb = map(int, proc.stdout.split())
         rss_runs.append(kb)
     rss_kb = median(rss_runs)
@@ -143,9 +147,9 @@ Machine: see `pipeline.json` (`machine`). Medians of {args.repeats} runs in one 
 | measure | result | target |
 |---|---|---|
 | backbone alone, one thread, per frame | {median(bb):.2f} ms | (research.md: 2.2 ms on its machine) |
-| whole per-frame path, one thread (decode, sample, preprocess, backbone, head, decision) | {path['frames_per_s']:.1f} frames/s ({path['total_ms']:.2f} ms; process CPU {path['process_cpu_ms']:.2f} ms) | >= 150 frames/s |
-| of which decode+sample / preprocess / backbone / head / decision | {path['decode_sample_ms']:.2f} / {path['preprocess_ms']:.2f} / {path['backbone_ms']:.2f} / {path['head_ms']:.3f} / {path['decision_ms']:.3f} ms | |
-| `adbreak evaluate`, {args.minutes:g}-min 540p recording at 5 fps | {median(walls):.1f} s (realtime x{metrics.get('realtime_factor')}) | <= 60 s |
+| whole per-frame path, one thread (decode, sample, preprocess, backbone, head, decision) | {path["frames_per_s"]:.1f} frames/s ({path["total_ms"]:.2f} ms; process CPU {path["process_cpu_ms"]:.2f} ms) | >= 150 frames/s |
+| of which decode+sample / preprocess / backbone / head / decision | {path["decode_sample_ms"]:.2f} / {path["preprocess_ms"]:.2f} / {path["backbone_ms"]:.2f} / {path["head_ms"]:.3f} / {path["decision_ms"]:.3f} ms | |
+| `adbreak evaluate`, {args.minutes:g}-min 540p recording at 5 fps | {median(walls):.1f} s (realtime x{metrics.get("realtime_factor")}) | <= 60 s |
 | edge process peak RSS (bundle loaded, {frames_rss} frames analysed) | {rss_kb / 1024:.1f} MB (runs: {", ".join(f"{kb / 1024:.1f}" for kb in rss_runs)}) | <= 150 MB |
 
 Reproduce: `.venv/bin/python bench/bench_pipeline.py` (builds its recordings under bench/.data the first time).

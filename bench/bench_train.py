@@ -57,8 +57,8 @@ def main() -> None:
 
 | run | wall time | target |
 |---|---|---|
-| cold (empty bottleneck cache) | {median(cold):.1f} s (features {reports[-1]['timing_s']['features']:.1f} s, fit {reports[-1]['timing_s']['fit']:.1f} s) | <= 90 s |
-| warm (cache hit for every frame) | {median(warm):.1f} s (features {warm_report['timing_s']['features']:.1f} s, fit {warm_report['timing_s']['fit']:.1f} s) | <= 10 s |
+| cold (empty bottleneck cache) | {median(cold):.1f} s (features {reports[-1]["timing_s"]["features"]:.1f} s, fit {reports[-1]["timing_s"]["fit"]:.1f} s) | <= 90 s |
+| warm (cache hit for every frame) | {median(warm):.1f} s (features {warm_report["timing_s"]["features"]:.1f} s, fit {warm_report["timing_s"]["fit"]:.1f} s) | <= 10 s |
 
 Reproduce: `.venv/bin/python bench/bench_train.py`.
 """

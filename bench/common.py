@@ -30,8 +30,12 @@ def broadcast(name: str, *, seed: int, duration_s: float, pool: str, camera: boo
     meta = DATA / f"{name}.json"
     if meta.exists() and (DATA / f"{name}.mp4").exists():
         m = json.loads(meta.read_text())
-        if m.get("seed") == seed and m.get("pool") == pool and abs(m.get("duration_s", 0) - duration_s) < 0.1 and \
-                bool(m.get("camera")) == camera:
+        if (
+            m.get("seed") == seed
+            and m.get("pool") == pool
+            and abs(m.get("duration_s", 0) - duration_s) < 0.1
+            and bool(m.get("camera")) == camera
+        ):
             return DATA / f"{name}.mp4", DATA / f"{name}.csv", m
     log(f"building {name} ({duration_s:.0f} s, pool {pool}, seed {seed}{', camera' if camera else ''})")
     info = build_broadcast(DATA, name, seed=seed, duration_s=duration_s, pool=pool, camera=camera, progress=False)
@@ -48,8 +52,12 @@ def corners_arg(meta: dict[str, Any]) -> list[str]:
 def adbreak(*args: Any, check: bool = True, quiet: bool = True) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run the real CLI in a new process; returns the result and its wall time."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "adbreak.cli", *map(str, args), *(["-q"] if quiet else [])],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "adbreak.cli", *map(str, args), *(["-q"] if quiet else [])],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     wall = time.perf_counter() - started
     if check and proc.returncode != 0:
         raise SystemExit(f"adbreak {' '.join(map(str, args))} failed: {proc.stderr.strip()}")
@@ -79,7 +87,12 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "when": time.strftime("%Y-%m-%d %H:%M")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 def median(xs: list[float]) -> float:
@@ -117,8 +130,9 @@ class Mosquitto:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n"
-                        "persistence false\n")
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n"
+        )
         self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -155,9 +169,25 @@ class Server:
         adbreak("db", "upgrade", "--db", self.db, quiet=False)
         self.log = open(self.workdir / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "adbreak", "server", "--db", self.db, "--mqtt", f"127.0.0.1:{self.mqtt_port}",
-             "--host", "127.0.0.1", "--port", str(self.port), *self.extra],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "adbreak",
+                "server",
+                "--db",
+                self.db,
+                "--mqtt",
+                f"127.0.0.1:{self.mqtt_port}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *self.extra,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

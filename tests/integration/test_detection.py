@@ -36,11 +36,23 @@ def trained(request, tmp_path_factory, cache_dir):
     held = build_broadcast(root, "heldout", seed=2, duration_s=HELDOUT_S, pool="heldout", camera=camera)
     proc = run_cli("extract", train.video, "--segments", train.truth, "--out", root / "frames", "--fps", "2", "-q")
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("train", root / "frames", "--out", root / "model", "--cache-dir", cache_dir, "-q",
-                   *_corners(train.meta))
+    proc = run_cli(
+        "train", root / "frames", "--out", root / "model", "--cache-dir", cache_dir, "-q", *_corners(train.meta)
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("evaluate", held.video, "--truth", held.truth, "--model", root / "model", "--json",
-                   root / "metrics.json", "--record-scores", root / "scores.csv", "-q")
+    proc = run_cli(
+        "evaluate",
+        held.video,
+        "--truth",
+        held.truth,
+        "--model",
+        root / "model",
+        "--json",
+        root / "metrics.json",
+        "--record-scores",
+        root / "scores.csv",
+        "-q",
+    )
     assert proc.returncode == 0, proc.stderr
     return request.param, root, held, json.loads((root / "metrics.json").read_text())
 
@@ -81,8 +93,11 @@ def test_one_frame_window_flickers_where_smoothing_does_not(trained):
     noisy = np.where(flip, 1.0 - p, p)
     write_scores(root / "noisy.csv", t, noisy)
     smooth = evaluate_scores(root / "noisy.csv", held.truth).metrics
-    naive = evaluate_scores(root / "noisy.csv", held.truth, decision=DecisionConfig(
-        window_s=0, min_ad_s=0, min_program_s=0, enter_threshold=0.5, exit_threshold=0.4999)).metrics
+    naive = evaluate_scores(
+        root / "noisy.csv",
+        held.truth,
+        decision=DecisionConfig(window_s=0, min_ad_s=0, min_program_s=0, enter_threshold=0.5, exit_threshold=0.4999),
+    ).metrics
     assert smooth["flaps"] == 0 and smooth["accuracy"] >= 0.98
     assert naive["flaps"] > 5 and naive["accuracy"] < smooth["accuracy"]
 
@@ -111,7 +126,9 @@ def test_annotated_video_shows_the_decision(trained):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    proc = run_cli("demo", "--offline", "--duration", "120", "--train-duration", "240", "--out", tmp_path / "demo", "-q")
+    proc = run_cli(
+        "demo", "--offline", "--duration", "120", "--train-duration", "240", "--out", tmp_path / "demo", "-q"
+    )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((tmp_path / "demo" / "heldout.metrics.json").read_text())
     assert metrics["accuracy"] >= 0.98
