@@ -191,6 +191,8 @@ def run_live_demo(opts: DemoOptions) -> int:
                 if proc.poll() is not None:
                     raise AdbreakError(f"the {name} exited with code {proc.returncode}; see {logs}")
             time.sleep(0.2)
+        _stop(edge, "edge agent")  # it says `stopped`; the server's fail-safe unmutes a device stopped mid-ad
+        time.sleep(1.0)
         rc = _summary(base, sample, opts)
     finally:
         _stop(edge, "edge agent")
