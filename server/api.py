@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -13,6 +14,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, 
 
 from adbreak import __version__
 from adbreak.wire import DEVICE_RE
+from server.counters import RateLimitedLog
 from server.store import MAX_LIMIT
 
 if TYPE_CHECKING:
@@ -141,6 +143,9 @@ def firings():
 
 
 # ---------------------------------------------------------------------------------------------------- errors
+_api_rejects = RateLimitedLog(logging.getLogger(__name__))
+
+
 def _is_api() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
@@ -153,7 +158,14 @@ def _http_error(exc: HTTPException):
         message = f"no such resource: {request.path}"
     if exc.code == 405:
         message = f"method {request.method} not allowed on {request.path}"
-    response = jsonify({"error": " ".join(str(message).split())})
+    text = " ".join(str(message).split())
+    if exc.code is not None and 400 <= exc.code < 500:
+        rt = current_app.extensions.get("adbreak")
+        if rt is not None:
+            rt.store.counters.api_reject(exc.code)
+        _api_rejects.log(logging.INFO, str(exc.code), "API %s %s refused (%d): %s", request.method, request.path,
+                         exc.code, text)
+    response = jsonify({"error": text})
     response.status_code = exc.code or 500
     if exc.code == 405:
         response.headers["Allow"] = ", ".join(exc.valid_methods or ())  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ class Counters:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
+        self._api: Counter[str] = Counter()
 
     def incr(self, name: str, n: int = 1) -> None:
         if name not in COUNTER_NAMES:
@@ -33,6 +34,11 @@ class Counters:
         with self._lock:
             self._rejected[reason] += 1
 
+    def api_reject(self, status: int) -> None:
+        """A refused API request (a 4xx answer), counted by status code."""
+        with self._lock:
+            self._api[str(int(status))] += 1
+
     def rejected(self, reason: str) -> int:
         with self._lock:
             return self._rejected[reason]
@@ -42,11 +48,12 @@ class Counters:
             return self._counts[name]
 
     def snapshot(self) -> dict:
-        """``{"received": n, "events_ingested": n, "rule_firings": n, "rejected": {reason: n, ...}}`` (every reason
-        listed, zeros included)."""
+        """``{"received": n, "events_ingested": n, "rule_firings": n, "rejected": {reason: n, ...},
+        "api_rejected": {"400": n, ...}}`` (every MQTT reason listed, zeros included; API statuses as they occur)."""
         with self._lock:
             out: dict = {name: self._counts[name] for name in COUNTER_NAMES}
             out["rejected"] = {reason: self._rejected[reason] for reason in REJECT_REASONS}
+            out["api_rejected"] = dict(sorted(self._api.items()))
         return out
 
 

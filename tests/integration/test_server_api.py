@@ -110,7 +110,10 @@ def test_segments_and_their_filters(client):
     ],
 )
 def test_bad_segment_parameters(client, query, status, message):
+    before = client.get("/api/v1/health").get_json()["counters"]["api_rejected"].get(str(status), 0)
     assert message in error_of(client.get(f"/api/v1/segments?{query}"), status)
+    after = client.get("/api/v1/health").get_json()["counters"]["api_rejected"]
+    assert after[str(status)] == before + 1  # every refused request is counted by status
 
 
 def test_events(client):
