@@ -12,6 +12,7 @@ from typing import Any
 from adbreak import __version__
 from adbreak.errors import AdbreakError
 from edge.cli_options import add_decision_options, add_geometry_options, decision_changes
+from edge.cli_options import positive as _positive
 
 log = logging.getLogger("adbreak")
 
@@ -34,16 +35,6 @@ def _geometry(args: argparse.Namespace) -> Any:
     if not (args.crop or args.corners):
         return None
     return Geometry.parse(args.crop, args.corners)
-
-
-def _positive(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {value}") from exc
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {value}")
-    return v
 
 
 def _write_json(path: str, data: dict[str, Any]) -> None:

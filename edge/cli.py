@@ -16,20 +16,11 @@ from typing import Any
 
 from adbreak.errors import AdbreakError
 from edge.cli_options import add_decision_options, add_geometry_options, decision_changes
+from edge.cli_options import positive as _positive
 
 log = logging.getLogger(__name__)
 
 ACTUATORS = ("none", "cec", "lirc", "command")
-
-
-def _positive(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {value}") from exc
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {value}")
-    return v
 
 
 def parse_host_port(text: str) -> tuple[str, int | None]:

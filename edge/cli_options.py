@@ -6,6 +6,17 @@ from __future__ import annotations
 import argparse
 
 
+def positive(value: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        v = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {value}") from exc
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {value}")
+    return v
+
+
 def add_geometry_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("screen geometry (default: the model bundle's)")
     g.add_argument("--crop", metavar="X,Y,W,H", help="use only this rectangle of the frame")

@@ -11,10 +11,11 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
@@ -93,19 +94,5 @@ def launch_chromium(playwright, **kwargs):
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-# The names the end-to-end test (tests/integration/test_live_e2e.py) uses.
-built_dashboard = build_dashboard
-"""Alias of :func:`build_dashboard`."""
-chromium_path = require_chromium
-"""Alias of :func:`require_chromium`: Debian's Chromium, or skip (fail with ``ADBREAK_REQUIRE_WEB=1``)."""
+    """:func:`tests.support.wait_for` with the dashboard tests' longer default timeout."""
+    return wait_for(predicate, timeout=timeout, interval=interval, what=what)
