@@ -24,7 +24,7 @@ from adbreak.broadcast import build_broadcast
 from adbreak.segments import read_segments
 from tests.mqtt_support import find_free_port, mosquitto  # noqa: F401 - fixture
 from tests.support import ROOT, run_cli
-from tests.web_support import built_dashboard, chromium_path
+from tests.web_support import build_dashboard, require_chromium
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def test_replayed_broadcast_is_stored_muted_and_shown(model_and_sample, server, 
 
     model, sample = model_and_sample
     base, host, port = server
-    built_dashboard()
+    build_dashboard()
     commands: list[tuple[float, str, str]] = []
     availability: list[str] = []
     lock = threading.Lock()
@@ -110,7 +110,7 @@ def test_replayed_broadcast_is_stored_muted_and_shown(model_and_sample, server, 
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=[
+        browser = p.chromium.launch(executable_path=require_chromium(), args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
