@@ -129,7 +129,8 @@ def main() -> None:
         md.append(f"| {k} | {s['n']} | {s['median_s']} s | {s['p95_s']} s | {s['max_s']} s | {d['median_s']} s |")
     md += ["", f"missing commands: {missing}; extra commands: {extra}; flaps (stored segments < 10 s): {flaps}",
            "", "Targets: median <= 1.5 s, p95 <= 2.5 s, zero flaps.",
-           "", "Reproduce: `.venv/bin/python bench/bench_live.py` (defaults above)."]
+           "", f"Reproduce: `.venv/bin/python bench/bench_live.py --devices {args.devices} --minutes {args.minutes:g} "
+           f"--speed {args.speed:g}`."]
     write_result("live", data, "\n".join(md))
     print("\n".join(md))
 
