@@ -260,9 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     service = args.command in ("server", "edge")  # long-running: say what they do
-    level = logging.DEBUG if args.verbose else logging.INFO if service else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s" if service
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if service
                         else "%(levelname)s %(name)s: %(message)s")
+    if service and not args.verbose:  # our own progress at INFO; libraries (alembic, engineio) only warnings
+        for name in ("adbreak", "edge", "server"):
+            logging.getLogger(name).setLevel(logging.INFO)
     if hasattr(args, "quiet") and not sys.stderr.isatty():
         args.quiet = True  # progress bars are for people at a terminal, not for logs and pipes
     try:

@@ -1,7 +1,7 @@
-"""``python -m edge``: the live edge agent, the same as ``adbreak edge``."""
+"""``python -m edge ARGS``: the live edge agent on its own, exactly ``adbreak edge ARGS``."""
 
 import sys
 
-from edge.cli import main
+from adbreak.cli import main
 
-sys.exit(main())
+sys.exit(main(["edge", *sys.argv[1:]]))

@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 from adbreak.errors import AdbreakError
@@ -144,23 +142,3 @@ class _stop_on_signals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m edge``: the edge command on its own, with the same error handling as ``adbreak``."""
-    parser = argparse.ArgumentParser(prog="python -m edge", description="The adbreak live edge agent "
-                                     "(the same as `adbreak edge`).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
-    parser.add_argument("-q", "--quiet", action="store_true", help="accepted for symmetry with adbreak (no effect)")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(cmd_edge(args) or 0)
-    except AdbreakError as exc:
-        print(f"adbreak edge: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("adbreak edge: interrupted", file=sys.stderr)
-        return 130
