@@ -19,7 +19,7 @@ AVAILABILITIES = ("online", "offline", "stopped")
 SEGMENT_STATUSES = ("open", "closed", "interrupted")
 EVENT_TYPES = ("ad_start", "ad_end")
 ACTIONS = ("mute", "unmute")
-REASONS = ("ad_start", "ad_end", "offline", "max_ad_length")
+REASONS = ("ad_start", "ad_end", "offline", "max_ad_length", "auto_mute_off")
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
@@ -54,6 +54,12 @@ class Device(Base):
     """Sequence number of the last event applied; events at or below it are out of order."""
     muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
     """Whether the last auto-mute command sent to the device was a mute."""
+    auto_mute: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
+    """Whether the auto-mute rule acts on this device (the Home Assistant switch; the fail-safe unmute always acts)."""
+    settings: Mapped[str | None] = mapped_column(String(4096))
+    """JSON object: the decision settings the user chose for the device (pushed to it on ``settings/set``)."""
+    settings_reported: Mapped[str | None] = mapped_column(String(4096))
+    """JSON object: the settings the device reports it runs (its retained ``settings/state``)."""
 
 
 class Event(Base):
@@ -91,6 +97,7 @@ class Segment(Base):
     __table_args__ = (
         _one_of("label", LABELS, "label"),
         _one_of("status", SEGMENT_STATUSES, "status"),
+        _one_of("review", ("confirmed", "corrected"), "review"),
         CheckConstraint("(status = 'open') = (\"end\" IS NULL)", name="end_iff_not_open"),
         Index("ix_segments_device_id_start", "device_id", "start"),
         Index("ix_segments_start", "start"),
@@ -109,6 +116,12 @@ class Segment(Base):
     """The event that opened the segment; null when a live state message opened it."""
     end_event_id: Mapped[str | None] = mapped_column(ForeignKey("events.event_id"))
     """The event that closed the segment; null while open or when interrupted."""
+    detected_label: Mapped[str | None] = mapped_column(String(16))
+    """The label the detector gave; null until a user correction changes ``label`` or the boundaries."""
+    review: Mapped[str | None] = mapped_column(String(16))
+    """``confirmed`` / ``corrected`` by a user, or null (not reviewed)."""
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
+    reviewed_ts: Mapped[float | None] = mapped_column(Float)
 
     device: Mapped[Device] = relationship()
 
@@ -135,3 +148,139 @@ class RuleFiring(Base):
     event_id: Mapped[str | None] = mapped_column(ForeignKey("events.event_id"))
 
     device: Mapped[Device] = relationship()
+
+
+# ---------------------------------------------------------------------------------------------------- issue 4
+REVIEWS = ("confirmed", "corrected")
+CORRECTION_ACTIONS = ("relabel", "move", "split", "merge", "confirm")
+KEYFRAME_KINDS = ("start", "middle", "end", "sample")
+RULE_TRIGGERS = ("ad_start", "ad_end", "offline")
+RULE_RUN_STATUSES = ("ok", "failed", "skipped")
+
+
+class User(Base):
+    """A dashboard / API user. Passwords are stored as werkzeug hashes (scrypt), never in clear."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    created: Mapped[float] = mapped_column(Float)
+    last_login: Mapped[float | None] = mapped_column(Float)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts and automations; only its sha256 is stored (the token is shown once)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    """The token's first characters, to recognise it in a list."""
+    created: Mapped[float] = mapped_column(Float)
+    last_used: Mapped[float | None] = mapped_column(Float)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+
+
+class AppSetting(Base):
+    """Server-wide key/value settings kept in the database (e.g. the session-signing secret, so that sign-ins
+    survive a restart and are shared by several server processes)."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(4096))
+
+
+class Correction(Base):
+    """One user correction of the segments (the audit trail): what was there before, what is there after."""
+
+    __tablename__ = "corrections"
+    __table_args__ = (
+        _one_of("action", CORRECTION_ACTIONS, "action"),
+        Index("ix_corrections_device_id_ts", "device_id", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    ts: Mapped[float] = mapped_column(Float)
+    username: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    before: Mapped[str] = mapped_column(String(8192))
+    """JSON list of the segments as they were."""
+    after: Mapped[str] = mapped_column(String(8192))
+    """JSON list of the segments as they became."""
+
+
+class Keyframe(Base):
+    """A small JPEG the edge sent (at a segment's start, middle or end, or sampled around a boundary or a
+    low-confidence stretch), stored on disk under the server's media folder; ``path`` is relative to it."""
+
+    __tablename__ = "keyframes"
+    __table_args__ = (
+        _one_of("kind", KEYFRAME_KINDS, "kind"),
+        Index("ix_keyframes_device_id_ts", "device_id", "ts"),
+        Index("ix_keyframes_received", "received"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frame_id: Mapped[str] = mapped_column(String(32), unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    ts: Mapped[float] = mapped_column(Float)
+    """Wall time of the frame (epoch seconds)."""
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    p_ad: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(String(16))
+    """The detector's decided label when the frame was taken."""
+    model_version: Mapped[str | None] = mapped_column(String(256))
+    path: Mapped[str] = mapped_column(String(256))
+    bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    received: Mapped[float] = mapped_column(Float)
+
+
+class Rule(Base):
+    """A user rule: a trigger, conditions (JSON object) and a list of actions (JSON list)."""
+
+    __tablename__ = "rules"
+    __table_args__ = (_one_of("trigger", RULE_TRIGGERS, "trigger"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
+    trigger: Mapped[str] = mapped_column(String(16))
+    conditions: Mapped[str] = mapped_column(String(8192))
+    actions: Mapped[str] = mapped_column(String(8192))
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class RuleRun(Base):
+    """The audit log of user rules: every firing (or test) of a rule, with each action's outcome."""
+
+    __tablename__ = "rule_runs"
+    __table_args__ = (
+        _one_of("status", RULE_RUN_STATUSES, "status"),
+        Index("ix_rule_runs_ts", "ts"),
+        Index("ix_rule_runs_rule_id_ts", "rule_id", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("rules.id", ondelete="SET NULL"))
+    rule_name: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    trigger: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[float] = mapped_column(Float)
+    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(8192))
+    """JSON list, one entry per action: what was done and how it went."""
+    event_id: Mapped[str | None] = mapped_column(String(32))
