@@ -1,0 +1,160 @@
+"""Helpers for tests of the server: a migrated SQLite file, the app, and clients signed in as the admin.
+
+* ``make_app(tmp_path, **settings)``: a Flask app on a fresh migrated SQLite file (no broker unless asked), with an
+  admin user ``ADMIN`` / ``ADMIN_PASSWORD``.
+* ``SignedIn(app)``: Flask's test client signed in as the admin, sending the CSRF token on every state-changing
+  request (``api.get / post / put / patch / delete``, same arguments as the test client).
+* ``http_session(base_url)``: a ``requests.Session`` signed in to a running server over real HTTP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from server import db
+from server.app import create_app
+from server.settings import ServerSettings
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "adbreak-test-password"
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> ServerSettings:
+    url = overrides.pop("database_url", None) or f"sqlite:///{tmp_path / 'adbreak.db'}"
+    db.upgrade(url)
+    values: dict[str, Any] = {
+        "database_url": url,
+        "web_dir": tmp_path / "no-web-dist",
+        "data_dir": tmp_path / "data",
+        "admin_password": ADMIN_PASSWORD,
+    }
+    values.update(overrides)
+    return ServerSettings(**values)
+
+
+def make_app(tmp_path: Path, *, start_mqtt: bool = False, **overrides: Any):
+    app, _ = create_app(make_settings(tmp_path, **overrides), start_mqtt=start_mqtt)
+    return app
+
+
+class SignedIn:
+    """Flask test client signed in as a user; adds ``X-CSRFToken`` to state-changing requests."""
+
+    def __init__(self, app, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
+        self.client = app.test_client()
+        me = self.client.get("/api/v1/auth/me")
+        self.csrf = me.get_json()["csrf_token"]
+        r = self.client.post("/api/v1/auth/login", json={"username": username, "password": password},
+                             headers={"X-CSRFToken": self.csrf})
+        assert r.status_code == 200, r.get_data(as_text=True)
+        self.csrf = r.get_json()["csrf_token"]
+        self.user = r.get_json()["user"]
+
+    def _call(self, method: str, *args: Any, **kwargs: Any):
+        if method != "get":
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers.setdefault("X-CSRFToken", self.csrf)
+            kwargs["headers"] = headers
+        return getattr(self.client, method)(*args, **kwargs)
+
+    def get(self, *a: Any, **k: Any):
+        return self._call("get", *a, **k)
+
+    def post(self, *a: Any, **k: Any):
+        return self._call("post", *a, **k)
+
+    def put(self, *a: Any, **k: Any):
+        return self._call("put", *a, **k)
+
+    def patch(self, *a: Any, **k: Any):
+        return self._call("patch", *a, **k)
+
+    def delete(self, *a: Any, **k: Any):
+        return self._call("delete", *a, **k)
+
+
+def http_session(base_url: str, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> requests.Session:
+    """A requests session signed in to the server at ``base_url`` (``http://host:port``), CSRF header set."""
+    s = requests.Session()
+    me = s.get(f"{base_url}/api/v1/auth/me", timeout=10)
+    token = me.json()["csrf_token"]
+    r = s.post(f"{base_url}/api/v1/auth/login", json={"username": username, "password": password},
+               headers={"X-CSRFToken": token}, timeout=10)
+    r.raise_for_status()
+    s.headers["X-CSRFToken"] = r.json()["csrf_token"]
+    return s
+
+
+def error_of(response, status: int) -> str:
+    """The one-line JSON error of a Flask test response with ``status``."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert set(body) == {"error"} and "\n" not in body["error"]
+    return body["error"]
+
+
+class ServerProcess:
+    """``adbreak server`` as a real process on a free port, on a freshly migrated SQLite file, with the test admin.
+
+    ``with ServerProcess(tmp_path, mqtt=(host, port)) as srv: srv.base ...``; its log is ``tmp_path/server.log``.
+    """
+
+    def __init__(self, tmp_path: Path, mqtt: tuple[str, int] = ("127.0.0.1", 1), *, env: dict[str, str] | None = None,
+                 wait_mqtt: bool = True) -> None:
+        from tests.mqtt_support import find_free_port
+
+        self.tmp_path = tmp_path
+        self.db = f"sqlite:///{tmp_path / 'adbreak.db'}"
+        self.mqtt = mqtt
+        self.port = find_free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = env or {}
+        self.wait_mqtt = wait_mqtt
+        self.proc = None
+
+    def __enter__(self) -> ServerProcess:
+        import os
+        import subprocess
+        import sys
+        import time
+
+        from tests.support import ROOT
+
+        db.upgrade(self.db)
+        self._log = open(self.tmp_path / "server.log", "wb")  # noqa: SIM115
+        env = {**os.environ, "ADBREAK_SERVER_ADMIN_PASSWORD": ADMIN_PASSWORD,
+               "ADBREAK_SERVER_DATA_DIR": str(self.tmp_path / "server-data"), **self.env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "adbreak", "server", "--db", self.db, "--mqtt", f"{self.mqtt[0]}:{self.mqtt[1]}",
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.proc.poll() is None, (self.tmp_path / "server.log").read_text()
+            try:
+                health = requests.get(f"{self.base}/api/v1/health", timeout=1).json()
+                if health["mqtt"]["connected"] or not self.wait_mqtt:
+                    return self
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "server did not start: " + (self.tmp_path / "server.log").read_text()
+            time.sleep(0.2)
+
+    def session(self) -> requests.Session:
+        return http_session(self.base)
+
+    def __exit__(self, *exc: object) -> None:
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
