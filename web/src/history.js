@@ -1,10 +1,50 @@
-// History view: one device, one local day. Timeline, totals, the segment table and the auto-mute firings, from
-// the REST API; while the chosen day is today, live `segment` / `firing` events keep it current.
+// Review view (#/history?device=..&date=YYYY-MM-DD): one device, one local day. A zoomable timeline of the
+// segments (reviewed ones marked) with a confidence track and the mute/unmute markers; totals; click a segment (on
+// the timeline or in the table) for its detail panel: times, confidence, model, keyframes, and the corrections
+// (relabel, split, merge with the previous/next, move start/end, confirm: docs/api.md "Review"); the day's
+// corrections with who and when. Live `segment` events keep it current.
 
-import { fetchFirings, fetchSegments } from "./api.js";
+import "./review.css";
+import { ApiError, fetchFirings, fetchSegments, getJSON, request } from "./api.js";
 import { h, setText } from "./dom.js";
 import { dayEnd, dayStart, fmtDay, fmtDuration, fmtMinutes, fmtPct, fmtTime, isoDay, nowS, parseIsoDay } from "./format.js";
-import { Timeline, timelineWindow } from "./timeline.js";
+import { ReviewTimeline } from "./timeline.js";
+
+const EDGE_EPS = 1e-6;
+const MAX_THUMBS = 12;
+
+/** "HH:MM:SS" (24 h, tenths when not whole) of an instant in local time: the value format of the time inputs. */
+export function hms(ts) {
+  const d = new Date(ts * 1000);
+  const p = (n) => String(n).padStart(2, "0");
+  const frac = Math.round((ts % 1) * 10) % 10;
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}${frac ? `.${frac}` : ""}`;
+}
+
+/**
+ * An instant typed by the user: "HH:MM[:SS[.s]]" local time (on the day nearest `ref`), "+N" / "-N" seconds from
+ * `base`, or epoch seconds. NaN when it is none of these.
+ */
+export function parseTimeInput(text, { base, ref }) {
+  const v = String(text ?? "").trim();
+  if (/^[+-]\d+(\.\d+)?$/.test(v)) return base + Number(v);
+  if (/^\d{9,}(\.\d+)?$/.test(v)) return Number(v);
+  const m = /^(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?$/.exec(v);
+  if (!m) return NaN;
+  const [hh, mm, ss] = [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
+  if (hh > 23 || mm > 59 || ss > 59) return NaN;
+  const frac = m[4] ? Number(m[4]) : 0;
+  const day = new Date(ref * 1000);
+  let best = NaN;
+  for (const delta of [-1, 0, 1]) {
+    const t = new Date(day.getFullYear(), day.getMonth(), day.getDate() + delta, hh, mm, ss).getTime() / 1000 + frac;
+    if (Number.isNaN(best) || Math.abs(t - ref) < Math.abs(best - ref)) best = t;
+  }
+  return best;
+}
+
+const adjacent = (a, b) => a && b && a.end != null && Math.abs(b.start - a.end) <= EDGE_EPS;
+const LABEL = { ad: "AD", program: "PROGRAM" };
 
 export class HistoryView {
   constructor(root) {
@@ -14,7 +54,12 @@ export class HistoryView {
     this.date = new Date();
     this.segments = [];
     this.firings = [];
+    this.corrections = [];
+    this.selectedId = null;
+    this.pick = null;
+    this.keyframesFor = null;
     this.token = 0;
+    this.busy = false;
     this.visible = false;
 
     this.dateInput = h("input", {
@@ -27,9 +72,11 @@ export class HistoryView {
     this.title = h("h2", { class: "history-title" });
     this.status = h("p", { class: "status-line", dataset: { testid: "history-status" }, role: "status" });
     this.totals = h("div", { class: "totals", dataset: { testid: "history-totals" } });
-    this.timeline = new Timeline("history-timeline", "No segments on this day");
+    this.timeline = new ReviewTimeline("history-timeline", { onPick: (t, seg) => this.onPick(t, seg) });
+    this.detail = h("section", { class: "panel card review-detail", dataset: { testid: "review-detail" }, hidden: true });
     this.segBody = h("tbody");
     this.fireBody = h("tbody");
+    this.corrBody = h("tbody");
 
     root.append(
       h(
@@ -39,48 +86,23 @@ export class HistoryView {
         this.dateInput,
         h("label", { for: "history-device" }, "Device"),
         this.deviceSelect,
-        h("button", { type: "button", class: "btn", onclick: () => this.shiftDay(-1), title: "previous day" }, "‹"),
-        h("button", { type: "button", class: "btn", onclick: () => this.goToday() }, "Today"),
-        h("button", { type: "button", class: "btn", onclick: () => this.shiftDay(1), title: "next day" }, "›"),
+        h("button", { type: "button", class: "btn", onclick: () => this.shiftDay(-1), title: "previous day", dataset: { testid: "history-prev" } }, "‹"),
+        h("button", { type: "button", class: "btn", onclick: () => this.goToday(), dataset: { testid: "history-today" } }, "Today"),
+        h("button", { type: "button", class: "btn", onclick: () => this.shiftDay(1), title: "next day", dataset: { testid: "history-next" } }, "›"),
       ),
       this.title,
       this.status,
       this.totals,
-      h("section", { class: "panel card" }, h("h3", { text: "Timeline" }), this.timeline.el),
       h(
         "section",
         { class: "panel card" },
-        h("h3", { text: "Segments" }),
-        h(
-          "div",
-          { class: "table-wrap" },
-          h(
-            "table",
-            { dataset: { testid: "history-segments" } },
-            h(
-              "thead",
-              {},
-              h("tr", {}, ...["Start", "End", "Duration", "Label", "Status", "Confidence", "Model"].map((t) => h("th", { text: t }))),
-            ),
-            this.segBody,
-          ),
-        ),
+        h("h3", {}, "Timeline ", h("span", { class: "sub", text: "click a segment to review it; wheel or +/− to zoom, drag to pan" })),
+        this.timeline.el,
       ),
-      h(
-        "section",
-        { class: "panel card" },
-        h("h3", { text: "Auto-mute firings" }),
-        h(
-          "div",
-          { class: "table-wrap" },
-          h(
-            "table",
-            { dataset: { testid: "history-firings" } },
-            h("thead", {}, h("tr", {}, ...["Time", "Action", "Reason", "Topic", "Payload"].map((t) => h("th", { text: t })))),
-            this.fireBody,
-          ),
-        ),
-      ),
+      this.detail,
+      table("Segments", "history-segments", ["Start", "End", "Duration", "Label", "Status", "Confidence", "Model", "Review"], this.segBody),
+      table("Corrections", "review-corrections", ["When", "Who", "Action", "What"], this.corrBody),
+      table("Auto-mute firings", "history-firings", ["Time", "Action", "Reason", "Topic", "Payload"], this.fireBody),
     );
     setInterval(() => this.visible && this.isToday() && this.render(), 5000);
   }
@@ -123,13 +145,22 @@ export class HistoryView {
   /** Called by the router with the hash's query. */
   show(params) {
     this.visible = true;
-    this.date = parseIsoDay(params.get("date")) ?? new Date();
-    this.device = params.get("device") || this.deviceSelect.value || this.devices[0] || "";
+    const date = parseIsoDay(params.get("date")) ?? new Date();
+    const device = params.get("device") || this.deviceSelect.value || this.devices[0] || "";
+    const same = device === this.device && dayStart(date) === dayStart(this.date) && this.loaded;
+    this.date = date;
+    this.device = device;
     this.dateInput.value = isoDay(this.date);
     if (this.device && ![...this.deviceSelect.options].some((o) => o.value === this.device))
       this.deviceSelect.append(h("option", { value: this.device, text: this.device }));
     this.deviceSelect.value = this.device;
     setText(this.title, `${this.device || "—"} · ${fmtDay(this.date)}`);
+    if (!same) {
+      this.selectedId = null;
+      this.pick = null;
+      this.timeline.setDay(dayStart(this.date), dayEnd(this.date));
+      this.fitPending = true;
+    }
     this.load();
   }
 
@@ -139,9 +170,10 @@ export class HistoryView {
 
   async load() {
     const token = ++this.token;
-    this.segments = [];
-    this.firings = [];
     if (!this.device) {
+      this.segments = [];
+      this.firings = [];
+      this.corrections = [];
       setText(this.status, "No device to show yet.");
       this.render();
       return;
@@ -157,12 +189,51 @@ export class HistoryView {
       if (token !== this.token) return;
       this.segments = segments;
       this.firings = firings;
+      this.loaded = true;
+      if (this.fitPending) {
+        this.fitPending = false;
+        this.timeline.fitTo(segments, nowS());
+      }
       setText(this.status, "");
     } catch (e) {
       if (token !== this.token) return;
+      this.segments = [];
+      this.firings = [];
       setText(this.status, `Could not load this day: ${e.message}`);
     }
     this.render();
+    this.loadCorrections();
+  }
+
+  async loadCorrections() {
+    const token = this.token;
+    try {
+      const { corrections } = await getJSON("corrections", {
+        device: this.device,
+        start: dayStart(this.date),
+        end: dayEnd(this.date),
+        limit: 500,
+      });
+      if (token !== this.token) return;
+      this.corrections = corrections;
+    } catch (e) {
+      if (token !== this.token) return;
+      this.corrections = [];
+      console.warn("adbreak: corrections unavailable:", e.message);
+    }
+    this.renderCorrections();
+  }
+
+  /** Merge a changed or new segment in (live event or a correction's answer); drop the ones it now covers. */
+  upsert(s) {
+    const i = this.segments.findIndex((x) => x.id === s.id);
+    if (i >= 0) this.segments[i] = s;
+    else this.segments.push(s);
+    if (s.end != null) {
+      // a merge elsewhere: the segments merged away lie inside the grown one
+      this.segments = this.segments.filter((x) => x.id === s.id || !(x.start >= s.start - EDGE_EPS && x.end != null && x.end <= s.end + EDGE_EPS && x.start < s.end));
+    }
+    this.segments.sort((a, b) => a.start - b.start);
   }
 
   onSegment(s) {
@@ -170,11 +241,21 @@ export class HistoryView {
     const from = dayStart(this.date);
     const to = dayEnd(this.date);
     if (s.start >= to || (s.end != null && s.end <= from)) return;
-    const i = this.segments.findIndex((x) => x.id === s.id);
-    if (i >= 0) this.segments[i] = s;
-    else this.segments.push(s);
-    this.segments.sort((a, b) => a.start - b.start);
+    this.upsert(s);
     this.render();
+    if (s.review) this.loadCorrections(); // someone corrected it: their entry is new
+  }
+
+  onSegmentRemoved(r) {
+    if (!this.visible || r.device !== this.device) return;
+    const before = this.segments.length;
+    this.segments = this.segments.filter((x) => x.id !== r.id);
+    if (this.segments.length !== before) this.render();
+  }
+
+  onCorrection(c) {
+    if (!this.visible || c.device !== this.device || this.corrections.some((x) => x.id === c.id)) return;
+    this.loadCorrections(); // the day's list, in the server's order and window
   }
 
   onFiring(f) {
@@ -185,6 +266,106 @@ export class HistoryView {
     this.render();
   }
 
+  // ------------------------------------------------------------------ selection
+  onPick(t, seg) {
+    this.pick = t;
+    if (seg) this.select(seg.id, { keepPick: true });
+    else this.render();
+  }
+
+  select(id, { keepPick = false } = {}) {
+    if (!keepPick && this.selectedId !== id) this.pick = null;
+    if (this.selectedId !== id) this.note = "";
+    this.selectedId = id;
+    this.error = "";
+    this.render();
+  }
+
+  selected() {
+    return this.segments.find((s) => s.id === this.selectedId) ?? null;
+  }
+
+  // ------------------------------------------------------------------ corrections
+  async correct(what, method, path, body) {
+    if (this.busy) return;
+    this.busy = true;
+    this.error = "";
+    this.renderDetail();
+    try {
+      const answer = await request(method, path, { body });
+      for (const id of answer.removed) this.segments = this.segments.filter((s) => s.id !== id);
+      for (const s of answer.segments) this.upsert(s);
+      this.note = `${what} · saved`;
+      this.corrections = [answer.correction, ...this.corrections.filter((c) => c.id !== answer.correction.id)];
+      this.renderCorrections();
+    } catch (e) {
+      this.error = e instanceof ApiError ? e.message : String(e);
+      this.note = "";
+    } finally {
+      this.busy = false;
+    }
+    this.render();
+  }
+
+  relabel(seg) {
+    const label = seg.label === "ad" ? "program" : "ad";
+    this.correct(`Relabelled as ${LABEL[label]}`, "PATCH", `segments/${seg.id}`, { label });
+  }
+
+  split(seg) {
+    const at = parseTimeInput(this.splitInput.value, { base: seg.start, ref: (seg.start + seg.end) / 2 });
+    if (!Number.isFinite(at)) return this.fail(`split time ${JSON.stringify(this.splitInput.value)}: type HH:MM:SS, +seconds or pick it on the timeline`);
+    const label = this.splitLabel.value || undefined;
+    this.correct(`Split at ${hms(at)}`, "POST", `segments/${seg.id}/split`, { at, ...(label ? { label } : {}) });
+  }
+
+  merge(seg, other) {
+    const body = { ids: [seg.id, other.id] };
+    if (seg.label !== other.label) body.label = seg.label;
+    this.correct(`Merged ${fmtTime(Math.min(seg.start, other.start))}–${fmtTime(Math.max(seg.end, other.end))}`, "POST", "segments/merge", body);
+  }
+
+  move(seg) {
+    // an input left as shown (rounded to tenths) means "unchanged", not "moved by the rounding"
+    const typed = (input, t) => (input.value.trim() === hms(t) ? t : parseTimeInput(input.value, { base: t, ref: t }));
+    const start = typed(this.startInput, seg.start);
+    const end = typed(this.endInput, seg.end);
+    if (!Number.isFinite(start)) return this.fail(`start ${JSON.stringify(this.startInput.value)}: type HH:MM:SS or +/- seconds`);
+    if (!Number.isFinite(end)) return this.fail(`end ${JSON.stringify(this.endInput.value)}: type HH:MM:SS or +/- seconds`);
+    const body = {};
+    if (Math.abs(start - seg.start) > 1e-3) body.start = start;
+    if (Math.abs(end - seg.end) > 1e-3) body.end = end;
+    if (!Object.keys(body).length) return this.fail("start and end are unchanged");
+    this.correct(`Moved to ${hms(start)}–${hms(end)}`, "PATCH", `segments/${seg.id}`, body);
+  }
+
+  confirm(seg) {
+    this.correct("Confirmed", "POST", `segments/${seg.id}/confirm`);
+  }
+
+  fail(message) {
+    this.error = message;
+    this.renderDetail();
+  }
+
+  async loadKeyframes(seg) {
+    const key = `${seg.id}:${seg.start}:${seg.end}`;
+    if (this.keyframesFor === key) return;
+    this.keyframesFor = key;
+    this.keyframes = null;
+    try {
+      const { keyframes } = await getJSON("keyframes", { device: this.device, start: seg.start, end: seg.end ?? nowS(), limit: 200 });
+      if (this.keyframesFor !== key) return;
+      this.keyframes = keyframes ?? [];
+    } catch (e) {
+      if (this.keyframesFor !== key) return;
+      this.keyframes = [];
+      if (!(e instanceof ApiError && e.status === 404)) console.warn("adbreak: keyframes unavailable:", e.message);
+    }
+    this.renderDetail();
+  }
+
+  // ------------------------------------------------------------------ rendering
   render() {
     const from = dayStart(this.date);
     const to = dayEnd(this.date);
@@ -194,37 +375,51 @@ export class HistoryView {
     const ads = segs.filter((s) => s.label === "ad");
     const adS = ads.reduce((a, s) => a + within(s), 0);
     const progS = segs.filter((s) => s.label === "program").reduce((a, s) => a + within(s), 0);
-    const longest = ads.reduce((a, s) => Math.max(a, within(s)), 0);
+    // a break: touching ad segments (as the statistics count them)
+    const breaks = [];
+    for (const s of ads) {
+      const last = breaks.at(-1);
+      if (last && Math.abs(s.start - last.end) <= 1e-3) last.end = s.end ?? now;
+      else breaks.push({ start: s.start, end: s.end ?? now });
+    }
+    const longest = breaks.reduce((a, b) => Math.max(a, b.end - b.start), 0);
     const mutes = this.firings.filter((f) => f.action === "mute").length;
     const share = adS + progS > 0 ? adS / (adS + progS) : null;
+    const reviewed = segs.filter((s) => s.review).length;
     this.totals.replaceChildren(
       stat("Ad minutes", fmtMinutes(adS), "history-ad-minutes"),
-      stat("Breaks", String(ads.length), "history-breaks"),
+      stat("Breaks", String(breaks.length), "history-breaks"),
       stat("Program minutes", fmtMinutes(progS)),
       stat("Ad share", share == null ? "—" : fmtPct(share)),
-      stat("Longest break", ads.length ? fmtDuration(longest) : "—"),
+      stat("Longest break", breaks.length ? fmtDuration(longest) : "—"),
       stat("Mutes", String(mutes)),
+      stat("Reviewed", `${reviewed}/${segs.length}`, "history-reviewed"),
     );
 
-    const isToday = this.isToday();
-    this.timeline.render(segs, timelineWindow(segs, from, to, now, false), now, isToday);
+    if (this.selectedId != null && !this.selected()) this.selectedId = null;
+    this.timeline.render(segs, this.firings, now, { selectedId: this.selectedId, pick: this.pick, showNow: this.isToday() });
 
     this.segBody.replaceChildren(
       ...(segs.length
         ? segs.map((s) =>
             h(
               "tr",
-              { dataset: { testid: "history-segment-row", label: s.label } },
+              {
+                class: s.id === this.selectedId ? "is-selected" : "",
+                dataset: { testid: "history-segment-row", label: s.label, id: String(s.id) },
+                onclick: () => this.select(s.id),
+              },
               h("td", { text: fmtTime(s.start) }),
               h("td", { text: s.end == null ? "open" : fmtTime(s.end) }),
               h("td", { class: "num", text: fmtDuration((s.end ?? now) - s.start) }),
-              h("td", {}, h("span", { class: `chip chip-${s.label === "ad" ? "ad" : "program"}`, text: s.label === "ad" ? "AD" : "PROGRAM" })),
+              h("td", {}, chip(s.label)),
               h("td", { text: s.status }),
               h("td", { class: "num", text: fmtPct(s.confidence) }),
               h("td", { class: "mono", text: s.model_version ?? "—" }),
+              h("td", { text: reviewText(s) }),
             ),
           )
-        : [h("tr", {}, h("td", { colspan: 7, class: "none", text: "No segments." }))]),
+        : [h("tr", {}, h("td", { colspan: 8, class: "none", text: "No segments." }))]),
     );
     this.fireBody.replaceChildren(
       ...(this.firings.length
@@ -241,9 +436,215 @@ export class HistoryView {
           )
         : [h("tr", {}, h("td", { colspan: 5, class: "none", text: "No firings." }))]),
     );
+    this.renderDetail();
   }
+
+  renderCorrections() {
+    const day = dayStart(this.date);
+    this.corrBody.replaceChildren(
+      ...(this.corrections.length
+        ? this.corrections.map((c) =>
+            h(
+              "tr",
+              { dataset: { testid: "review-correction-row", action: c.action } },
+              h("td", { text: dayStart(new Date(c.ts * 1000)) === day ? fmtTime(c.ts) : `${isoDay(new Date(c.ts * 1000))} ${fmtTime(c.ts)}` }),
+              h("td", { text: c.username }),
+              h("td", { text: c.action }),
+              h("td", { class: "review-what", text: describe(c) }),
+            ),
+          )
+        : [h("tr", {}, h("td", { colspan: 4, class: "none", text: "No corrections." }))]),
+    );
+  }
+
+  /** The detail panel: built once, its parts updated separately, so that what the user types is never lost. */
+  buildDetail() {
+    this.infoEl = h("div");
+    this.kfEl = h("div");
+    this.actionsEl = h("div");
+    this.errorEl = h("p", { class: "review-error", role: "alert", dataset: { testid: "review-error" }, hidden: true });
+    this.noteEl = h("p", { class: "sub", dataset: { testid: "review-note" }, hidden: true });
+    this.detail.replaceChildren(this.infoEl, h("h4", { text: "Keyframes" }), this.kfEl, h("h4", { text: "Correct" }), this.actionsEl, this.errorEl, this.noteEl);
+  }
+
+  renderDetail() {
+    const seg = this.selected();
+    this.detail.hidden = !seg;
+    if (!this.infoEl) this.buildDetail();
+    if (!seg) {
+      this.infoKey = this.actionsKey = this.kfKey = null;
+      return;
+    }
+    const i = this.segments.indexOf(seg);
+    const prev = this.segments[i - 1];
+    const next = this.segments[i + 1];
+    const open = seg.end == null;
+    const end = seg.end ?? nowS();
+    this.loadKeyframes(seg);
+
+    const infoKey = JSON.stringify([seg, open ? Math.floor(end / 5) : 0]);
+    if (infoKey !== this.infoKey) {
+      this.infoKey = infoKey;
+      this.infoEl.replaceChildren(
+        h(
+          "div",
+          { class: "detail-head" },
+          h("h3", {}, "Segment ", h("span", { class: "sub", text: `#${seg.id}` })),
+          h("span", { dataset: { testid: "review-detail-label" } }, chip(seg.label)),
+          seg.review ? h("span", { class: `badge review-${seg.review}`, dataset: { testid: "review-detail-review" }, text: seg.review }) : null,
+          h("button", { type: "button", class: "btn linkish close", "aria-label": "close", dataset: { testid: "review-close" }, onclick: () => this.select(null) }, "×"),
+        ),
+        h(
+          "dl",
+          { class: "facts" },
+          fact("From – to", `${fmtTime(seg.start)} – ${open ? "now (open)" : fmtTime(seg.end)}`, "review-detail-times"),
+          fact("Duration", fmtDuration(end - seg.start)),
+          fact("Status", seg.status),
+          fact("Confidence", fmtPct(seg.confidence), "review-detail-confidence"),
+          fact("Model", seg.model_version ?? "—", "review-detail-model"),
+          fact("Detector said", (seg.detected_label ?? seg.label).toUpperCase()),
+          fact("Reviewed", seg.review ? `${seg.review} by ${seg.reviewed_by ?? "?"} at ${fmtTime(seg.reviewed_ts)}` : "not yet"),
+        ),
+      );
+    }
+
+    const kfKey = `${this.keyframesFor}:${this.keyframes?.length ?? "loading"}`;
+    if (kfKey !== this.kfKey) {
+      this.kfKey = kfKey;
+      this.kfEl.replaceChildren(
+        this.keyframes == null
+          ? h("p", { class: "sub", text: "Loading keyframes…" })
+          : this.keyframes.length === 0
+            ? h("p", { class: "sub", dataset: { testid: "review-no-keyframes" }, text: "No keyframes" })
+            : h(
+                "div",
+                { class: "thumbs", dataset: { testid: "review-keyframes" } },
+                ...sample(this.keyframes, MAX_THUMBS).map((k) =>
+                  h(
+                    "figure",
+                    { class: "thumb", dataset: { testid: "review-keyframe" } },
+                    h("img", { src: k.url, alt: `frame at ${fmtTime(k.ts)}`, loading: "lazy" }),
+                    h("figcaption", {}, `${fmtTime(k.ts)} `, k.label ? chip(k.label) : null, k.p_ad != null ? ` p(ad) ${Number(k.p_ad).toFixed(2)}` : ""),
+                  ),
+                ),
+              ),
+      );
+    }
+
+    const actionsKey = JSON.stringify([seg.id, seg.start, seg.end, seg.label, seg.status, prev?.id, prev?.end, next?.id, next?.start, next?.end, this.busy]);
+    if (actionsKey !== this.actionsKey) {
+      const sameSeg = this.actionsSeg === `${seg.id}:${seg.start}:${seg.end}`;
+      const typed = sameSeg && this.startInput
+        ? { start: this.startInput.value, end: this.endInput.value, split: this.splitInput.value, label: this.splitLabel.value }
+        : null;
+      this.actionsKey = actionsKey;
+      this.actionsSeg = `${seg.id}:${seg.start}:${seg.end}`;
+      this.buildActions(seg, prev, next, typed);
+    }
+    if (this.pick !== this.shownPick) {
+      this.shownPick = this.pick;
+      if (this.pick != null && this.pick > seg.start && this.pick < end) this.splitInput.value = hms(this.pick);
+    }
+    this.errorEl.hidden = !this.error;
+    setText(this.errorEl, this.error ?? "");
+    this.noteEl.hidden = !this.note;
+    setText(this.noteEl, this.note ?? "");
+  }
+
+  buildActions(seg, prev, next, typed) {
+    const open = seg.end == null;
+    const disabled = open || this.busy;
+    const middle = open ? "" : hms(this.pick != null && this.pick > seg.start && this.pick < seg.end ? this.pick : (seg.start + seg.end) / 2);
+    this.splitInput = h("input", {
+      type: "text",
+      class: "time-input",
+      inputmode: "decimal",
+      placeholder: "HH:MM:SS",
+      "aria-label": "split at",
+      dataset: { testid: "review-split-at" },
+      value: typed ? typed.split : middle,
+    });
+    this.shownPick = this.pick;
+    this.splitLabel = h(
+      "select",
+      { "aria-label": "label after the split", dataset: { testid: "review-split-label" } },
+      h("option", { value: "", text: "same label after" }),
+      h("option", { value: "ad", text: "AD after" }),
+      h("option", { value: "program", text: "PROGRAM after" }),
+    );
+    this.startInput = h("input", { type: "text", class: "time-input", "aria-label": "start", dataset: { testid: "review-move-start" }, value: typed ? typed.start : hms(seg.start) });
+    this.endInput = h("input", { type: "text", class: "time-input", "aria-label": "end", dataset: { testid: "review-move-end" }, value: typed ? typed.end : open ? "" : hms(seg.end) });
+    if (typed) this.splitLabel.value = typed.label;
+    const btn = (testid, text, onclick, off = disabled, title = undefined) =>
+      h("button", { type: "button", class: "btn", dataset: { testid }, disabled: off, title, onclick }, text);
+    this.actionsEl.replaceChildren(
+      ...[
+        open ? h("p", { class: "sub", text: "This segment is still open: it can be corrected once it has ended." }) : null,
+        h(
+          "div",
+          { class: "actions" },
+          btn("review-relabel", seg.label === "ad" ? "Relabel as PROGRAM" : "Relabel as AD", () => this.relabel(seg)),
+          btn("review-confirm", "Confirm", () => this.confirm(seg), disabled, "mark as reviewed without change"),
+          btn("review-merge-prev", "Merge with previous", () => this.merge(seg, prev), disabled || !adjacent(prev, seg) || prev.end == null),
+          btn("review-merge-next", "Merge with next", () => this.merge(seg, next), disabled || !adjacent(seg, next) || next.end == null),
+        ),
+        h("div", { class: "actions" }, h("label", {}, "Split at ", this.splitInput), this.splitLabel, btn("review-split", "Split here", () => this.split(seg))),
+        h(
+          "div",
+          { class: "actions" },
+          h("label", {}, "Start ", this.startInput),
+          h("label", {}, "End ", this.endInput),
+          btn("review-move", "Move", () => this.move(seg)),
+          h("span", { class: "sub", text: "HH:MM:SS local time, or +/− seconds" }),
+        ),
+      ].filter(Boolean),
+    );
+  }
+}
+
+function table(title, testid, heads, body) {
+  return h(
+    "section",
+    { class: "panel card" },
+    h("h3", { text: title }),
+    h("div", { class: "table-wrap" }, h("table", { dataset: { testid } }, h("thead", {}, h("tr", {}, ...heads.map((t) => h("th", { text: t })))), body)),
+  );
+}
+
+function chip(label) {
+  return h("span", { class: `chip chip-${label === "ad" ? "ad" : "program"}`, text: LABEL[label] ?? String(label) });
 }
 
 function stat(name, value, testid) {
   return h("div", { class: "stat" }, h("div", { class: "stat-value", dataset: testid ? { testid } : undefined, text: value }), h("div", { class: "stat-name", text: name }));
+}
+
+function fact(name, value, testid) {
+  return h("div", {}, h("dt", { text: name }), h("dd", { dataset: testid ? { testid } : undefined, text: value }));
+}
+
+function reviewText(s) {
+  if (!s.review) return "—";
+  const was = s.detected_label && s.detected_label !== s.label ? ` (was ${LABEL[s.detected_label] ?? s.detected_label})` : "";
+  return `${s.review === "confirmed" ? "✓ confirmed" : "✎ corrected"}${was} · ${s.reviewed_by ?? "?"}`;
+}
+
+function span(s) {
+  return `${LABEL[s.label] ?? s.label} ${fmtTime(s.start)}–${s.end == null ? "open" : fmtTime(s.end)}`;
+}
+
+/** One line for a correction: what was there and what is there now. */
+function describe(c) {
+  const before = c.before ?? [];
+  const after = c.after ?? [];
+  if (c.action === "confirm") return `confirmed ${after.map(span).join(", ")}`;
+  if (c.action === "relabel" && before.length && after.length) return `${span(before[0])} → ${LABEL[after[0].label] ?? "?"}`;
+  return `${before.map(span).join(" + ")} → ${after.map(span).join(" + ")}`;
+}
+
+function sample(items, n) {
+  if (items.length <= n) return items;
+  const out = [];
+  for (let i = 0; i < n; i++) out.push(items[Math.round((i * (items.length - 1)) / (n - 1))]);
+  return out;
 }
