@@ -10,6 +10,11 @@ Home Assistant (see ``docs/mqtt.md``):
 * ``<prefix>/<device>/telemetry``: :class:`TelemetryPayload`, QoS 0, about once a second.
 * ``<prefix>/<device>/mute/set``: the auto-mute command (payload ``ON`` / ``OFF`` by default; both configurable),
   QoS 1, never retained; an edge actuator may subscribe to it.
+* ``<prefix>/<device>/keyframe``: :class:`KeyframePayload`, a small JPEG (base64) at a segment's start, middle or end,
+  or a sample for retraining; QoS 1, never retained; its own size limit (:data:`MAX_KEYFRAME_BYTES`).
+* ``<prefix>/<device>/settings/set``: :class:`SettingsSetPayload`, the decision settings the server wants the device
+  to run (QoS 1, never retained); ``<prefix>/<device>/settings/state``: :class:`SettingsStatePayload`, what the
+  device runs now and its defaults (retained, QoS 1): Frigate's ``/set`` mirrored to a retained ``/state``.
 
 Every JSON payload carries ``v`` (:data:`SCHEMA_VERSION`); a payload of another version, a malformed or oversized
 one, or one whose ``device`` disagrees with its topic is refused with a :class:`WireError` whose ``reason`` is one
@@ -19,6 +24,8 @@ wall-clock instants (``*_ts``) and seconds of the source's own timeline for stre
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
@@ -27,10 +34,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_KEYFRAME_BYTES = 96 * 1024
+"""Size limit of a keyframe message (the JPEG in base64 and its fields); every other JSON payload has
+:data:`MAX_PAYLOAD_BYTES`."""
+MAX_KEYFRAME_SIDE = 4096
 DEFAULT_PREFIX = "adbreak"
 DEVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
@@ -46,6 +57,10 @@ REJECT_REASONS = (
     "duplicate",  # (server) an event id already stored: ignored, idempotent
     "out_of_order",  # (server) a sequence number at or below the last one applied for the device
 )
+
+SETTINGS_FIELDS = ("smoothing", "window_s", "ema_tau_s", "enter_threshold", "exit_threshold", "min_ad_s",
+                   "min_program_s")
+"""The decision settings a device can be told over ``settings/set`` (fields of ``edge.decision.DecisionConfig``)."""
 
 Device = Annotated[str, Field(pattern=DEVICE_RE.pattern)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -74,13 +89,23 @@ class EventType(StrEnum):
 
 
 class Kind(StrEnum):
-    """The per-device topics of the contract (the last topic level(s))."""
+    """The per-device topics of the contract: what follows ``<prefix>/<device>/``, one level (``state``) or two
+    (``mute/set``, ``settings/set``, ``settings/state``). :meth:`Topics.parse` matches the whole rest of the topic,
+    so ``settings`` alone or ``settings/set/x`` is no kind."""
 
     AVAILABLE = "available"
     STATE = "state"
     EVENT = "event"
     TELEMETRY = "telemetry"
     MUTE = "mute/set"
+    KEYFRAME = "keyframe"
+    SETTINGS_SET = "settings/set"
+    SETTINGS_STATE = "settings/state"
+
+    @property
+    def max_bytes(self) -> int:
+        """The size limit of this kind's payload."""
+        return MAX_KEYFRAME_BYTES if self is Kind.KEYFRAME else MAX_PAYLOAD_BYTES
 
 
 class _Payload(BaseModel):
@@ -152,6 +177,153 @@ class TelemetryPayload(_Payload):
     """Frames dropped by the bounded queue since start (inference fell behind)."""
 
 
+# ---------------------------------------------------------------------------------------------------- keyframes
+KeyframeKind = Literal["start", "middle", "end", "sample"]
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` from a JPEG's frame header (SOFn), walking its marker segments; ``ValueError`` when the
+    bytes are not a JPEG (no SOI, a broken segment, no frame header before the scan)."""
+    if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        raise ValueError("not a JPEG (no SOI marker)")
+    i = 2
+    n = len(data)
+    while i < n:
+        if data[i] != 0xFF:
+            raise ValueError(f"not a JPEG (no marker at byte {i})")
+        while i < n and data[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            break
+        marker = data[i]
+        i += 1
+        if marker in _STANDALONE_MARKERS:
+            continue
+        if marker in (0xD9, 0xDA):  # EOI, or the scan began before any frame header
+            break
+        if i + 2 > n:
+            break
+        length = int.from_bytes(data[i:i + 2], "big")
+        if length < 2 or i + length > n:
+            raise ValueError(f"not a JPEG (segment 0x{marker:02X} of {length} bytes runs past the end)")
+        if marker in _SOF_MARKERS:
+            if length < 7:
+                raise ValueError("not a JPEG (frame header too short)")
+            height = int.from_bytes(data[i + 3:i + 5], "big")
+            width = int.from_bytes(data[i + 5:i + 7], "big")
+            if width == 0 or height == 0:
+                raise ValueError(f"JPEG frame header gives a size of {width}x{height}")
+            return width, height
+        i += length
+    raise ValueError("not a JPEG (no frame header)")
+
+
+class KeyframePayload(_Payload):
+    """One small JPEG from the edge: at a segment's ``start`` / ``middle`` / ``end``, or a ``sample`` for retraining
+    (around a boundary, or during a low-confidence stretch). ``width`` / ``height`` must be the JPEG's own."""
+
+    frame_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    ts: Seconds
+    """Wall time of the frame."""
+    stream_t: Seconds
+    kind: KeyframeKind
+    reason: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
+    """Why a sample was taken: ``boundary`` (around a decided change), ``low_confidence``; null for the others."""
+    p_ad: Probability | None = None
+    """The frame's own (raw) probability of an ad."""
+    label: Literal["program", "ad"] | None = None
+    """The decided label of the segment the frame belongs to, as known when it was sent."""
+    model_version: str
+    width: Annotated[int, Field(ge=1, le=MAX_KEYFRAME_SIDE)]
+    height: Annotated[int, Field(ge=1, le=MAX_KEYFRAME_SIDE)]
+    jpeg: Annotated[str, Field(min_length=4, max_length=MAX_KEYFRAME_BYTES)]
+    """The JPEG file, base64 (RFC 4648, with padding)."""
+
+    _data: bytes = PrivateAttr(default=b"")
+
+    @model_validator(mode="after")
+    def _check_jpeg(self) -> KeyframePayload:
+        try:
+            data = base64.b64decode(self.jpeg, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("jpeg is not base64") from None
+        size = jpeg_size(data)  # ValueError: not a JPEG
+        if size != (self.width, self.height):
+            raise ValueError(f"width x height {self.width}x{self.height} differ from the JPEG's {size[0]}x{size[1]}")
+        self._data = data
+        return self
+
+    @property
+    def data(self) -> bytes:
+        """The JPEG bytes (decoded from :attr:`jpeg`)."""
+        return self._data
+
+    @classmethod
+    def build(cls, *, jpeg_bytes: bytes, **fields: object) -> KeyframePayload:
+        """A payload from the raw JPEG (base64-encoded here)."""
+        return cls(jpeg=base64.b64encode(jpeg_bytes).decode("ascii"), **fields)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------- settings
+Threshold = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Duration = Annotated[float, Field(ge=0.0, le=3600.0, allow_inf_nan=False)]
+
+
+class DecisionSettings(BaseModel):
+    """Every decision setting a device runs (the :data:`SETTINGS_FIELDS`); each in range on its own. Whether they
+    fit together (``enter_threshold > exit_threshold``, the smoothing within the look-back) is the device's
+    ``DecisionConfig`` to check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    smoothing: Literal["window", "ema"]
+    window_s: Duration
+    ema_tau_s: Duration
+    enter_threshold: Threshold
+    exit_threshold: Threshold
+    min_ad_s: Duration
+    min_program_s: Duration
+
+
+class SettingsSetPayload(_Payload):
+    """``settings/set``: decision settings for the device to run. A field left out stays as the device runs it; a
+    value replaces it; ``null`` returns it to the device's default. The server always sends every field."""
+
+    smoothing: Literal["window", "ema"] | None = None
+    window_s: Duration | None = None
+    ema_tau_s: Duration | None = None
+    enter_threshold: Threshold | None = None
+    exit_threshold: Threshold | None = None
+    min_ad_s: Duration | None = None
+    min_program_s: Duration | None = None
+
+    def changes(self) -> dict[str, object]:
+        """The fields given (``None`` = back to the default)."""
+        return {k: getattr(self, k) for k in SETTINGS_FIELDS if k in self.model_fields_set}
+
+    def to_bytes(self) -> bytes:
+        """Only the fields given (a field left out means "unchanged", not "default")."""
+        keep = {"v", "device", *(k for k in SETTINGS_FIELDS if k in self.model_fields_set)}
+        return self.model_dump_json(include=keep).encode("utf-8")
+
+
+class SettingsStatePayload(_Payload):
+    """``settings/state`` (retained): the decision settings the device runs now, its defaults (the model bundle's,
+    with the device's own configuration applied: what ``null`` returns a field to), which fields the server set
+    (``overrides``), and the last ``settings/set`` it refused and why."""
+
+    settings: DecisionSettings
+    defaults: DecisionSettings
+    overrides: dict[Literal["smoothing", "window_s", "ema_tau_s", "enter_threshold", "exit_threshold", "min_ad_s",
+                            "min_program_s"], str | float] = Field(default_factory=dict)
+    error: Annotated[str, Field(max_length=512)] | None = None
+    rejected: Annotated[int, Field(ge=0)] = 0
+    """``settings/set`` messages refused since the agent started."""
+    ts: Seconds
+
+
 def new_event_id() -> str:
     return uuid.uuid4().hex
 
@@ -194,6 +366,15 @@ class Topics:
     def mute(self, device: str) -> str:
         return self.topic(device, Kind.MUTE)
 
+    def keyframe(self, device: str) -> str:
+        return self.topic(device, Kind.KEYFRAME)
+
+    def settings_set(self, device: str) -> str:
+        return self.topic(device, Kind.SETTINGS_SET)
+
+    def settings_state(self, device: str) -> str:
+        return self.topic(device, Kind.SETTINGS_STATE)
+
     def wildcard(self, kind: Kind) -> str:
         """Subscription filter for one kind on every device, e.g. ``adbreak/+/event``."""
         return f"{self.prefix}/+/{kind.value}"
@@ -211,11 +392,11 @@ class Topics:
         return check_device(device), kind
 
 
-def _load(raw: bytes | str) -> dict:
+def _load(raw: bytes | str, max_bytes: int = MAX_PAYLOAD_BYTES) -> dict:
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise WireError("too_large", f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if len(raw) > max_bytes:
+        raise WireError("too_large", f"payload of {len(raw)} bytes exceeds {max_bytes}")
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -227,8 +408,9 @@ def _load(raw: bytes | str) -> dict:
     return data
 
 
-def _parse(model: type[_Payload], raw: bytes | str, device: str | None) -> _Payload:
-    data = _load(raw)
+def _parse(model: type[_Payload], raw: bytes | str, device: str | None,
+           max_bytes: int = MAX_PAYLOAD_BYTES) -> _Payload:
+    data = _load(raw, max_bytes)
     try:
         payload = model.model_validate(data)
     except ValidationError as e:
@@ -250,6 +432,19 @@ def parse_state(raw: bytes | str, device: str | None = None) -> StatePayload:
 
 def parse_telemetry(raw: bytes | str, device: str | None = None) -> TelemetryPayload:
     return _parse(TelemetryPayload, raw, device)  # type: ignore[return-value]
+
+
+def parse_keyframe(raw: bytes | str, device: str | None = None) -> KeyframePayload:
+    """A keyframe, JPEG checked (base64, a JPEG frame header, its size equal to ``width`` x ``height``)."""
+    return _parse(KeyframePayload, raw, device, MAX_KEYFRAME_BYTES)  # type: ignore[return-value]
+
+
+def parse_settings_set(raw: bytes | str, device: str | None = None) -> SettingsSetPayload:
+    return _parse(SettingsSetPayload, raw, device)  # type: ignore[return-value]
+
+
+def parse_settings_state(raw: bytes | str, device: str | None = None) -> SettingsStatePayload:
+    return _parse(SettingsStatePayload, raw, device)  # type: ignore[return-value]
 
 
 def parse_availability(raw: bytes | str) -> Availability:

@@ -10,6 +10,11 @@ Payloads (``adbreak.wire``): every :class:`~edge.decision.Transition` becomes an
 by the capture clock (:class:`~edge.capture.StreamClock`). The *initial* decided state is not a transition: it only
 sets the retained state, except when it is ``ad``, which also publishes an ``ad_start`` with its boundary at the
 first frame, so that a mute happens when the agent starts in the middle of a break.
+
+Keyframes (``edge.keyframes``): after each frame the :class:`~edge.keyframes.KeyframeRecorder` keeps a thumbnail now
+and then and sends the chosen ones. Settings (``edge.remote_settings``): a ``settings/set`` arrives on paho's thread
+and waits in a small inbox; the inference loop applies it between frames (the decision machine is reconfigured in
+place, its state kept), persists it and publishes the retained ``settings/state``.
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ from collections.abc import Callable
 from adbreak.errors import AdbreakError
 from adbreak.wire import Availability, EventPayload, EventType, StatePayload, TelemetryPayload, new_event_id, now
 from edge.capture import Capture, CapturedFrame, StreamClock
-from edge.decision import Label, Transition
+from edge.decision import DecisionConfig, Label, Transition
 from edge.frames_queue import DropOldestQueue, QueueClosed
+from edge.keyframes import KeyframeRecorder, Pick, build_keyframe
 from edge.mqtt import MqttLink, Publisher
 from edge.pipeline import FrameResult
+from edge.remote_settings import RemoteSettings
 from edge.settings import EdgeSettings
 
 log = logging.getLogger(__name__)
 
 CONNECT_WAIT_S = 5.0  # how long the agent waits for the broker before it starts detecting anyway
+SETTINGS_INBOX = 16  # settings/set messages waiting for the inference loop; more are refused
 
 
 def _prob(x: float) -> float:
@@ -190,7 +198,12 @@ class EdgeAgent:
         self._stop = threading.Event()
         self._capture: Capture | None = None
         self.announcer: Announcer | None = None
+        self.recorder: KeyframeRecorder | None = None
+        self.remote: RemoteSettings | None = None
+        self.detector = None
         self.frames = 0
+        self._inbox: queue.Queue[bytes] = queue.Queue(maxsize=SETTINGS_INBOX)
+        self._link: MqttLink | None = None
 
     def stop(self) -> None:
         """Ask the agent to finish (thread- and signal-safe): capture stops, the queue drains, ``stopped`` is sent."""
@@ -209,9 +222,12 @@ class EdgeAgent:
 
         s = self.settings
         bundle = ModelBundle.load(s.model)
-        detector = Detector(bundle, s.decision_config(bundle.decision), s.geometry())
+        base = s.decision_config(bundle.decision)
         fps = s.fps or bundle.preprocessing.fps
         with SequenceCounter(s.state_dir, s.device) as sequence:  # one agent per device and state folder
+            self.remote = RemoteSettings(s.state_dir, s.device, base)
+            detector = Detector(bundle, self.remote.load(), s.geometry())
+            self.detector = detector
             source = open_source(s.source, fps)  # a source that cannot be opened fails here, before any MQTT
             return self._serve(bundle, detector, source, fps, sequence)
 
@@ -228,9 +244,15 @@ class EdgeAgent:
         link = MqttLink(
             device=s.device, topics=s.topics, host=s.mqtt_host, port=s.mqtt_port, keepalive_s=s.keepalive_s,
             username=s.mqtt_username,
-            password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
-            handlers={s.mute_topic_resolved: actuator.handle} if actuator else None,
+            password=s.mqtt_password.get_secret_value() if s.mqtt_password else None, tls=s.mqtt_tls_options,
+            handlers={
+                s.topics.settings_set(s.device): self._settings_arrived,
+                **({s.mute_topic_resolved: actuator.handle} if actuator else {}),
+            },
         )
+        self._link = link
+        if self.remote is not None:
+            link.publish_settings_state(self.remote.state())  # sent on connect
         frames: DropOldestQueue[CapturedFrame] = DropOldestQueue(s.queue_size)
         capture = Capture(
             source, lambda: open_source(s.source, fps), frames,
@@ -242,6 +264,15 @@ class EdgeAgent:
             telemetry_interval_s=s.telemetry_interval_s, dropped=lambda: frames.dropped,
         )
         self.announcer = announcer
+        if s.keyframes:
+            cfg = detector.machine.config
+
+            def send(pick: Pick) -> None:
+                if clock.ready:
+                    link.publish_keyframe(build_keyframe(pick, device=s.device, model_version=bundle.version,
+                                                         to_wall=clock.wall))
+
+            self.recorder = KeyframeRecorder(send, thresholds=(cfg.enter_threshold, cfg.exit_threshold))
         log.info("edge agent %s: source %s (%s), model %s, %.3g fps%s", s.device, s.source,
                  "live" if capture.live else (f"paced x{s.speed:g}" if capture.paced else "as fast as it decodes"),
                  bundle.version, fps, ", looping" if capture.loop else "")
@@ -264,6 +295,8 @@ class EdgeAgent:
             if capture.join(timeout=5.0) is False:
                 log.warning("the capture thread did not stop within 5 s")
             failure = failure or capture.error
+            if self.recorder is not None and failure is None:
+                self.recorder.finish()  # end and middle of the open segment
             if actuator is not None:
                 actuator.stop()
             link.stop(Availability.OFFLINE if failure else Availability.STOPPED)
@@ -299,5 +332,48 @@ class EdgeAgent:
                 result = detector.process(item.frame)
                 self.frames += 1
                 announcer.on_result(result, detector.machine.initial_t)
+                if self.recorder is not None:
+                    tr = result.transition
+                    self.recorder.observe(
+                        result.t, item.frame.image, p_ad=result.p_ad, smoothed=result.smoothed,
+                        state=None if result.state is None else result.state.value,
+                        transition_boundary_t=None if tr is None else tr.boundary_t,
+                        from_label=None if tr is None else tr.from_label.value,
+                        initial_t=detector.machine.initial_t,
+                    )
             announcer.maybe_telemetry()
+            self._apply_settings(detector, link)
             link.tick()
+
+    # -- settings from the server
+    def _settings_arrived(self, raw: bytes) -> None:
+        """paho's thread: hand a ``settings/set`` payload to the inference loop."""
+        try:
+            self._inbox.put_nowait(bytes(raw))
+        except queue.Full:
+            log.warning("settings/set arriving faster than they are applied: one refused")
+            if self.remote is not None:
+                self.remote.rejected += 1
+
+    def _apply_settings(self, detector, link: MqttLink) -> None:
+        """Apply waiting ``settings/set`` payloads (the inference loop's thread, between frames)."""
+        remote = self.remote
+        if remote is None or self._inbox.empty():
+            return
+        while True:
+            try:
+                raw = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            config = remote.handle(raw)
+            if config is not None:
+                self.reconfigure(detector, config)
+        link.publish_settings_state(remote.state())
+
+    def reconfigure(self, detector, config: DecisionConfig) -> None:
+        """Run ``config`` from the next frame on, keeping the decided state (``AdStateMachine.reconfigure``)."""
+        detector.decision = config
+        detector.machine.reconfigure(config)
+        if self.recorder is not None:
+            self.recorder.set_thresholds(config.enter_threshold, config.exit_threshold)
+        log.info("decision settings now %s", {k: v for k, v in config.to_dict().items() if k != "max_lookback_s"})

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from adbreak.errors import AdbreakError
+from adbreak.mqtt_security import add_mqtt_security_options, mqtt_security_overrides
 from edge.cli_options import add_decision_options, add_geometry_options, decision_changes
 from edge.cli_options import positive as _positive
 
@@ -65,6 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(~/.local/state/adbreak)")
     p.add_argument("--actuator", choices=ACTUATORS, help="act on the mute command topic: HDMI-CEC, LIRC, or "
                    "actuator_command_on/off from the config (none)")
+    add_mqtt_security_options(p)
     add_geometry_options(p)
     add_decision_options(p)
 
@@ -99,6 +101,7 @@ def settings_from_args(args: argparse.Namespace):
         "actuator": args.actuator,
         "crop": args.crop,
         "corners": args.corners,
+        **mqtt_security_overrides(args),
     }
     if args.mqtt:
         host, port = parse_host_port(args.mqtt)

@@ -181,6 +181,16 @@ class AdStateMachine:
         """The settings this machine runs with."""
         return self._config
 
+    def reconfigure(self, config: DecisionConfig) -> None:
+        """Run with ``config`` from the next frame on, keeping the decided state, its boundary and the evidence:
+        new thresholds and minimum times apply to the current state as it is. A change of ``smoothing`` (window <->
+        ema) restarts the smoothing from the next frame; a new ``window_s`` / ``ema_tau_s`` applies to the frames
+        already in the window or the average."""
+        if config.smoothing != self._config.smoothing:
+            self._window.clear()
+            self._ema = None
+        self._config = config
+
     @property
     def state(self) -> Label | None:
         """The current state (``None`` before the first decision)."""

@@ -3,14 +3,16 @@
 * VERSION2 callbacks; every reason code is checked (a refused connection is logged and the callback returns).
 * Last will: ``offline``, retained, QoS 1, on ``Topics.available(device)``: the broker publishes it when the agent
   vanishes (no packet for 1.5 x keepalive).
-* On every (re)connect: retained ``online``, the current retained state again (a restarted broker without
-  persistence has lost it), and the subscriptions (the mute command, when an actuator listens).
+* On every (re)connect: retained ``online``, the current retained state and settings state again (a restarted
+  broker without persistence has lost them), and the subscriptions (the mute command, when an actuator listens;
+  ``settings/set``).
 * ``connect_async`` + ``loop_start``: the agent starts detecting whether or not the broker is up;
   ``reconnect_delay_set(1, 30)``.
 * Events: QoS 1, not retained. paho keeps unacknowledged QoS-1 messages in memory and sends them again after a
   reconnect, so an event decided while the broker is unreachable is delivered later (it is lost only if the process
   dies first; the server de-duplicates by ``event_id``). State: retained, QoS 1, on change. Telemetry: QoS 0, only
-  while connected.
+  while connected. Keyframes: QoS 1, not retained, only while connected (dropped and counted otherwise: pictures
+  queued in memory through a long outage would break the memory bound). Settings state: retained, QoS 1.
 * Clean exit: retained ``stopped`` (or ``offline`` after a failure), wait for it and the pending events, disconnect.
 
 Stale state after a reconnect: paho re-sends messages that were in flight when the connection dropped *after* the
@@ -31,7 +33,17 @@ from typing import Protocol
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from adbreak.wire import Availability, EventPayload, StatePayload, TelemetryPayload, Topics, now
+from adbreak.mqtt_security import TlsOptions, configure_tls, connect_failure, refusal_hint
+from adbreak.wire import (
+    Availability,
+    EventPayload,
+    KeyframePayload,
+    SettingsStatePayload,
+    StatePayload,
+    TelemetryPayload,
+    Topics,
+    now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +79,7 @@ class MqttLink:
         handlers: Mapping[str, MessageHandler] | None = None,
         reconnect_min_s: int = 1,
         reconnect_max_s: int = 30,
+        tls: TlsOptions | None = None,
     ) -> None:
         self.device = device
         self.topics = topics
@@ -76,6 +89,9 @@ class MqttLink:
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._state: StatePayload | None = None
+        self._settings_state: SettingsStatePayload | None = None
+        self.keyframes_sent = 0
+        self.keyframes_dropped = 0
         # QoS-1 messages we wait for before a clean exit (events, the final availability), by message id. paho's
         # MQTTMessageInfo cannot confirm a message queued while disconnected (its rc stays "no connection"), so
         # acknowledgements are tracked through on_publish; an ack may even arrive before publish() returns.
@@ -103,6 +119,8 @@ class MqttLink:
         client.will_set(self._available_topic, Availability.OFFLINE.value, qos=1, retain=True)
         if username:
             client.username_pw_set(username, password)
+        if tls is not None:
+            configure_tls(client, tls)  # AdbreakError (one line) on a missing or bad file
         client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
         self._client = client
 
@@ -160,6 +178,23 @@ class MqttLink:
         if self.connected:
             self._client.publish(self.topics.telemetry(self.device), payload.to_bytes(), qos=0, retain=False)
 
+    def publish_keyframe(self, payload: KeyframePayload) -> bool:
+        """QoS 1, not retained, only while connected; False (and counted) when dropped."""
+        if not self.connected:
+            self.keyframes_dropped += 1
+            return False
+        info = self._client.publish(self.topics.keyframe(self.device), payload.to_bytes(), qos=1, retain=False)
+        self._track(info, f"keyframe {payload.kind} {payload.frame_id[:8]}")
+        self.keyframes_sent += 1
+        return True
+
+    def publish_settings_state(self, payload: SettingsStatePayload) -> None:
+        """Retained, QoS 1. Remembered and re-published on every (re)connect."""
+        with self._lock:
+            self._settings_state = payload
+            if self.connected:
+                self._send_settings_state(payload)
+
     def tick(self) -> None:
         """Call now and then from the agent's loop: completes the state refresh after a reconnect."""
         with self._lock:
@@ -168,6 +203,8 @@ class MqttLink:
                 self._refresh_at = None
                 if self._state is not None and self.connected:
                     self._send_state(self._state)
+                if self._settings_state is not None and self.connected:
+                    self._send_settings_state(self._settings_state)
 
     def _track(self, info: mqtt.MQTTMessageInfo, what: str) -> None:
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
@@ -197,10 +234,15 @@ class MqttLink:
         fresh = payload.model_copy(update={"ts": now()})
         self._client.publish(self.topics.state(self.device), fresh.to_bytes(), qos=1, retain=True)
 
+    def _send_settings_state(self, payload: SettingsStatePayload) -> None:  # holds self._lock
+        fresh = payload.model_copy(update={"ts": now()})
+        self._client.publish(self.topics.settings_state(self.device), fresh.to_bytes(), qos=1, retain=True)
+
     # -- paho callbacks (network thread); none may raise, or paho's loop thread dies
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            log.error("MQTT broker %s:%d refused the connection: %s%s", self.host, self.port, reason_code,
+                      refusal_hint(reason_code))
             return
         try:
             self.connects += 1
@@ -210,6 +252,8 @@ class MqttLink:
                 self._connected.set()
                 if self._state is not None:
                     self._send_state(self._state)
+                if self._settings_state is not None:
+                    self._send_settings_state(self._settings_state)
                 if self.connects > 1:
                     self._refresh_at = time.monotonic() + REFRESH_AFTER_RECONNECT_S
             for topic in self._handlers:
@@ -220,7 +264,7 @@ class MqttLink:
             log.exception("error in the MQTT connect handler")
 
     def _on_connect_fail(self, client, userdata) -> None:
-        log.warning("cannot reach MQTT broker %s:%d; retrying", self.host, self.port)
+        log.warning("cannot reach MQTT broker %s:%d: %s; retrying", self.host, self.port, connect_failure())
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()

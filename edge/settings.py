@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from adbreak.errors import AdbreakError
+from adbreak.mqtt_security import TlsOptions
 from adbreak.wire import DEFAULT_PREFIX, DEVICE_RE, Topics
 from edge.decision import DecisionConfig
 
@@ -89,6 +90,16 @@ class EdgeSettings(BaseSettings):
         description="Seconds between pings when idle. The broker declares the client gone, and publishes its "
         "retained 'offline' will, after 1.5 x keepalive without a packet: ~7.5 s with the default.",
     )
+    mqtt_tls: bool = Field(default=False, title="MQTT over TLS",
+                           description="Connect to the broker with TLS (usually port 8883).")
+    mqtt_ca_file: Path | None = Field(default=None, title="MQTT CA file",
+                                      description="CA certificate(s) to verify the broker; unset: the system's.")
+    mqtt_cert_file: Path | None = Field(default=None, title="MQTT client certificate",
+                                        description="Client certificate for brokers that require one.")
+    mqtt_key_file: Path | None = Field(default=None, title="MQTT client key",
+                                       description="Private key of the client certificate.")
+    mqtt_tls_insecure: bool = Field(default=False, title="Skip MQTT host name check",
+                                    description="Do not check the broker certificate's host name (testing only).")
 
     # -- capture and replay
     queue_size: int = Field(
@@ -119,6 +130,12 @@ class EdgeSettings(BaseSettings):
         default_factory=default_state_dir, title="State folder",
         description="Where the per-device event sequence counter is kept (written atomically), so 'seq' keeps "
         "counting up across restarts. Default $XDG_STATE_HOME/adbreak (~/.local/state/adbreak).",
+    )
+    keyframes: bool = Field(
+        default=True, title="Keyframes",
+        description="Send small JPEGs (384 px wide) of each segment's start, middle and end, and samples around "
+        "boundaries and low-confidence stretches, to the server (<prefix>/<device>/keyframe). Off: no pictures "
+        "leave the device.",
     )
 
     # -- the mute actuator
@@ -214,6 +231,13 @@ class EdgeSettings(BaseSettings):
     @property
     def topics(self) -> Topics:
         return Topics(self.mqtt_prefix)
+
+    @property
+    def mqtt_tls_options(self) -> TlsOptions | None:
+        """TLS towards the broker, or ``None`` for plain TCP."""
+        if not self.mqtt_tls:
+            return None
+        return TlsOptions(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file, self.mqtt_tls_insecure)
 
     @property
     def mute_topic_resolved(self) -> str:
