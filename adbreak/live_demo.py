@@ -25,11 +25,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from adbreak.atomic import write_text as write_text_atomic
 from adbreak.errors import AdbreakError
 
 log = logging.getLogger(__name__)
 
 DEVICE = "living-room-tv"
+DEMO_USER = "admin"
 TRAIN_S = 300.0
 SAMPLE_S = 200.0  # seed 10: breaks at 40-72 s and 126-148 s, so the first ad shows within a minute
 SAMPLE_SEED = 10
@@ -85,9 +87,39 @@ def prepare_model(out: Path, *, progress: bool) -> Path:
     return model
 
 
-def _get_json(url: str, timeout: float = 2.0) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - our own local server
+def _get_json(url: str, timeout: float = 2.0, opener: urllib.request.OpenerDirector | None = None) -> dict:
+    with (opener or urllib.request.build_opener()).open(url, timeout=timeout) as r:  # our own local server
         return json.loads(r.read().decode("utf-8"))
+
+
+def _signed_in(base: str, password: str) -> urllib.request.OpenerDirector:
+    """A urllib opener holding a session of the demo's admin (for the summary at the end)."""
+    import http.cookiejar
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    try:
+        token = _get_json(f"{base}/api/v1/auth/me", opener=opener)["csrf_token"]
+    except urllib.error.HTTPError as exc:  # 401 with the token in the body
+        token = json.loads(exc.read().decode("utf-8"))["csrf_token"]
+    req = urllib.request.Request(f"{base}/api/v1/auth/login", method="POST",
+                                 data=json.dumps({"username": DEMO_USER, "password": password}).encode(),
+                                 headers={"Content-Type": "application/json", "X-CSRFToken": token})
+    with opener.open(req, timeout=5.0):
+        pass
+    return opener
+
+
+def demo_password(out: Path) -> str:
+    """The demo admin's password: made once per demo folder and kept in it (the demo database keeps the user)."""
+    path = out / "admin-password.txt"
+    if path.is_file():
+        return path.read_text().strip()
+    import secrets
+
+    password = secrets.token_urlsafe(9)
+    write_text_atomic(path, password + "\n")
+    path.chmod(0o600)
+    return password
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -103,11 +135,11 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise AdbreakError(f"the server did not answer on {url} within {timeout:.0f} s")
 
 
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
     return subprocess.Popen([sys.executable, "-m", "adbreak", *args], stdout=fh, stderr=subprocess.STDOUT,
-                            cwd=str(ROOT), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            cwd=str(ROOT), env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
 def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 10.0) -> int | None:
@@ -168,8 +200,11 @@ def run_live_demo(opts: DemoOptions) -> int:
                             text=True, cwd=str(ROOT))
         if up.returncode != 0:
             raise AdbreakError(f"database upgrade failed: {(up.stderr or up.stdout).strip().splitlines()[-1:]}")
+        password = demo_password(out)
         server = _spawn(["server", "--db", db, "--mqtt", mqtt, "--host", opts.host, "--port", str(opts.port)],
-                        logs / "server.log")
+                        logs / "server.log", env={"ADBREAK_SERVER_ADMIN_USERNAME": DEMO_USER,
+                                                  "ADBREAK_SERVER_ADMIN_PASSWORD": password,
+                                                  "ADBREAK_SERVER_DATA_DIR": str(out / "server-data")})
         base = f"http://{opts.host}:{opts.port}"
         _wait_http(f"{base}/api/v1/health", server, timeout=30)
         edge_args = ["edge", "--source", str(sample.video), "--device", DEVICE, "--model", str(model), "--mqtt", mqtt,
@@ -178,7 +213,8 @@ def run_live_demo(opts: DemoOptions) -> int:
         dashboard = "" if (ROOT / "web" / "dist" / "index.html").exists() else "  (not built: run `make web`)"
         _say(f"4/4 running: server pid {server.pid}, edge agent pid {edge.pid} replaying at {opts.speed:g}x; "
              f"logs in {logs}")
-        _say(f"\n    dashboard:  {base}/{dashboard}\n    API:        {base}/api/v1/health\n"
+        _say(f"\n    dashboard:  {base}/{dashboard}\n    sign in:    user {DEMO_USER}, password {password} "
+             f"(kept in {out / 'admin-password.txt'})\n    API:        {base}/api/v1/health\n"
              f"    MQTT:       mosquitto_sub -h {mqtt.split(':')[0]} -p {mqtt.split(':')[1]} -t 'adbreak/#' -v\n")
         _say("    the first ad break of the sample starts "
              f"{next(s.start for s in sample.segments if s.label == 'ad') / opts.speed:.0f} s after the agent starts; "
@@ -193,7 +229,7 @@ def run_live_demo(opts: DemoOptions) -> int:
             time.sleep(0.2)
         _stop(edge, "edge agent")  # it says `stopped`; the server's fail-safe unmutes a device stopped mid-ad
         time.sleep(1.0)
-        rc = _summary(base, sample, opts)
+        rc = _summary(base, sample, opts, password)
     finally:
         _stop(edge, "edge agent")
         _stop(server, "server")
@@ -204,12 +240,13 @@ def run_live_demo(opts: DemoOptions) -> int:
     return rc
 
 
-def _summary(base: str, sample, opts: DemoOptions) -> int:
+def _summary(base: str, sample, opts: DemoOptions, password: str) -> int:
     """Print what the server stored; non-zero when a run long enough to hold an ad break stored none."""
     try:
-        segs = _get_json(f"{base}/api/v1/segments?device={DEVICE}&limit=10000")["segments"]
-        firings = _get_json(f"{base}/api/v1/rules/firings?device={DEVICE}&limit=10000")["firings"]
-        health = _get_json(f"{base}/api/v1/health")
+        opener = _signed_in(base, password)
+        segs = _get_json(f"{base}/api/v1/segments?device={DEVICE}&limit=10000", opener=opener)["segments"]
+        firings = _get_json(f"{base}/api/v1/rules/firings?device={DEVICE}&limit=10000", opener=opener)["firings"]
+        health = _get_json(f"{base}/api/v1/health", opener=opener)
     except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
         _say(f"could not read the results from the server: {exc}")
         return 1

@@ -153,7 +153,9 @@ def _is_api() -> bool:
 def _http_error(exc: HTTPException):
     if not _is_api():
         return exc
-    message = exc.description if exc.description and exc.code in (400, 404) else exc.name
+    message = exc.description if exc.description and exc.code in (400, 401, 403, 404, 409, 413, 422) else exc.name
+    if exc.code == 429:
+        message = f"too many requests ({exc.description}); try again later"
     if exc.code == 404 and exc.description == NotFound.description:
         message = f"no such resource: {request.path}"
     if exc.code == 405:

@@ -22,12 +22,19 @@ from flask_socketio import SocketIO
 from sqlalchemy import Engine
 
 from adbreak.errors import AdbreakError
-from server import api, web
+from adbreak.mqtt_security import TlsOptions
+from adbreak.wire import Kind
+from server import api, api_devices, api_export, api_ha, api_review, api_rules, auth, web
 from server.bridge import BrokerConfig, MqttBridge
 from server.counters import Counters
 from server.db import check_schema, make_engine, make_sessionmaker, shown
+from server.device_settings import SettingsSync
+from server.homeassistant import HaTopics, HomeAssistant
 from server.ingest import Ingest
+from server.keyframes import KeyframeStore
 from server.realtime import Realtime, create_socketio
+from server.rule_engine import zone
+from server.rule_runner import RuleRunner
 from server.rules import AutoMute, MuteConfig
 from server.settings import ServerSettings
 from server.store import SegmentStore
@@ -46,6 +53,11 @@ class Runtime:
     rules: AutoMute
     realtime: Realtime
     ingest: Ingest
+    auth: auth.Auth | None = None
+    rule_runner: RuleRunner | None = None
+    homeassistant: HomeAssistant | None = None
+    keyframes: KeyframeStore | None = None
+    device_settings: SettingsSync | None = None
     started: float = field(default_factory=time.monotonic)
     _running: bool = False
 
@@ -62,6 +74,10 @@ class Runtime:
         self.ingest.start()
         self.bridge.start()
         self.rules.start_watchdog(submit=self.ingest.call)
+        if self.rule_runner is not None:
+            self.rule_runner.start()
+        if self.keyframes is not None:
+            self.keyframes.start(self.ingest.call)  # retention at start, then every minute, on the worker
 
     def stop(self) -> None:
         """Stop the watchdog, apply and acknowledge what was received, disconnect cleanly from the broker, stop the
@@ -70,6 +86,10 @@ class Runtime:
         if self._running:
             self._running = False
             self.rules.stop_watchdog()
+            if self.rule_runner is not None:
+                self.rule_runner.stop()  # before the flush: runs cut short are recorded
+            if self.keyframes is not None:
+                self.keyframes.stop()
             if not self.ingest.flush(timeout=30):
                 log.warning("stopping with messages not yet applied")
             self.bridge.stop()
@@ -100,6 +120,9 @@ def create_app(settings: ServerSettings, *, start_mqtt: bool = True) -> tuple[Fl
             password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             client_id=settings.mqtt_client_id,
             prefix=settings.mqtt_prefix,
+            tls=TlsOptions(settings.mqtt_ca_file, settings.mqtt_cert_file, settings.mqtt_key_file,
+                           settings.mqtt_tls_insecure) if settings.mqtt_tls else None,
+            status_topic=HaTopics(settings.mqtt_prefix, settings.ha_prefix).server_status,
         ),
         ingest,
         counters=counters,
@@ -123,11 +146,43 @@ def create_app(settings: ServerSettings, *, start_mqtt: bool = True) -> tuple[Fl
         on_firing=on_firing,
     )
     ingest.rules = rules
+    try:
+        rules_zone = zone(settings.timezone)
+    except ValueError as exc:
+        raise AdbreakError(f"invalid server settings: timezone: {exc}") from None
+    rule_runner = RuleRunner(store, ingest, bridge.publish, realtime=realtime, tz=rules_zone,
+                             prefix=settings.mqtt_prefix)
+    ingest.rule_runner = rule_runner
+    rule_runner.reload()
+    homeassistant = HomeAssistant(HaTopics(settings.mqtt_prefix, settings.ha_prefix), bridge.publish,
+                                  devices=store.devices, submit=ingest.call, rules=rules, on_device=realtime.device,
+                                  connected=lambda: bridge.connected, discovery=settings.ha_discovery)
+    for topic_filter, handler in homeassistant.routes():
+        bridge.add_route(topic_filter, handler)
+    bridge.on_connected(homeassistant.republish)
+    ingest.device_listeners.append(homeassistant.device_changed)
+    keyframes = KeyframeStore(store, settings.data_dir, max_mb=settings.keyframes_max_mb,
+                              max_days=settings.keyframes_max_days, counters=counters)
+    device_settings = SettingsSync(bridge.topics, bridge.publish, ingest.push_device, counters=counters)
+    ingest.handlers[Kind.KEYFRAME] = lambda batch, m: keyframes.on_keyframe(batch, m.payload, retained=m.retained,
+                                                                             received=m.received)
+    ingest.handlers[Kind.SETTINGS_STATE] = lambda batch, m: device_settings.on_state(
+        batch, m.payload, retained=m.retained, received=m.received)
 
     runtime = Runtime(settings=settings, engine=engine, store=store, bridge=bridge, rules=rules, realtime=realtime,
                       ingest=ingest)
     app.extensions["adbreak"] = runtime
+    runtime.homeassistant = homeassistant
+    runtime.auth = auth.init_app(app, runtime)  # before the other blueprints: every /api route is guarded
+    runtime.rule_runner = rule_runner
+    runtime.keyframes = keyframes
+    runtime.device_settings = device_settings
     app.register_blueprint(api.bp)
+    app.register_blueprint(api_review.bp)
+    app.register_blueprint(api_ha.bp)
+    app.register_blueprint(api_rules.bp)
+    app.register_blueprint(api_export.bp)
+    app.register_blueprint(api_devices.bp)
     app.register_blueprint(web.bp)
     api.register_error_handlers(app)
     if start_mqtt:
@@ -155,6 +210,12 @@ def run_server(settings: ServerSettings) -> int:
     _check_port_free(settings.host, settings.port)
     app, socketio = create_app(settings)
     runtime: Runtime = app.extensions["adbreak"]
+    if runtime.auth is not None and runtime.auth.first_password is not None:
+        # shown once on the console, never logged: the only place the generated password appears
+        print(f"\n  first start: sign in as {settings.admin_username!r} with password "
+              f"{runtime.auth.first_password}\n  (change it under Account; set ADBREAK_SERVER_ADMIN_PASSWORD to "
+              "choose it yourself)\n", flush=True)
+        runtime.auth.first_password = None
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:

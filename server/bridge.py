@@ -1,7 +1,8 @@
 """``MqttBridge``: the server's MQTT client (paho-mqtt 2.x, callback API version 2).
 
 It connects in the background (``connect_async`` + ``loop_start``, reconnecting with a 1-30 s back-off), subscribes
-in ``on_connect`` to the ``available`` / ``state`` / ``event`` / ``telemetry`` wildcards of the prefix, parses each
+in ``on_connect`` to the ``available`` / ``state`` / ``event`` / ``telemetry`` / ``keyframe`` / ``settings/state``
+wildcards of the prefix, parses each
 message with ``adbreak.wire`` (a parser table by :class:`~adbreak.wire.Kind`) and hands it, as a :class:`Message`,
 to the sink (``server.ingest.Ingest``, which queues it for its worker). Every :class:`~adbreak.wire.WireError` is
 counted by reason and logged (rate-limited), and no exception ever leaves a paho callback. The session is persistent
@@ -13,6 +14,12 @@ batch that applied it committed (refused ones in their turn, in the order receiv
 received but not yet stored when it died is delivered again, and the ingest, idempotent, takes it once. An
 acknowledgement left over from a connection that has since dropped is not sent: the broker redelivers the message on
 the new connection, under a packet id it may by then have reused.
+
+Beyond the contract: :meth:`MqttBridge.add_route` subscribes other topics and hands their messages to a handler of
+their own (Home Assistant's status and the auto-mute switch's commands, ``server.homeassistant``);
+:meth:`MqttBridge.on_connected` listeners run after every (re)subscription. ``BrokerConfig.tls`` turns on TLS
+(``adbreak.mqtt_security``), ``BrokerConfig.status_topic`` publishes the server's own availability (retained
+``online``; ``offline`` as the last will and on a clean stop).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -28,16 +36,21 @@ from typing import Any, Protocol
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from adbreak.mqtt_security import TlsOptions, configure_tls, connect_failure, refusal_hint
 from adbreak.wire import (
     Availability,
     EventPayload,
+    KeyframePayload,
     Kind,
+    SettingsStatePayload,
     StatePayload,
     TelemetryPayload,
     Topics,
     WireError,
     parse_availability,
     parse_event,
+    parse_keyframe,
+    parse_settings_state,
     parse_state,
     parse_telemetry,
 )
@@ -45,12 +58,12 @@ from server.counters import Counters, RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-SUBSCRIBED_KINDS = (Kind.AVAILABLE, Kind.STATE, Kind.EVENT, Kind.TELEMETRY)
+SUBSCRIBED_KINDS = (Kind.AVAILABLE, Kind.STATE, Kind.EVENT, Kind.TELEMETRY, Kind.KEYFRAME, Kind.SETTINGS_STATE)
 SUBSCRIBE_QOS = 1
 KEEPALIVE_S = 30
 
 
-Parsed = Availability | StatePayload | EventPayload | TelemetryPayload
+Parsed = Availability | StatePayload | EventPayload | TelemetryPayload | KeyframePayload | SettingsStatePayload
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +96,16 @@ class BrokerConfig:
     password: str | None = None
     client_id: str = "adbreak-server"
     prefix: str = "adbreak"
+    tls: TlsOptions | None = None
+    """TLS towards the broker (``None``: plain TCP)."""
+    status_topic: str | None = None
+    """The server's own availability: retained ``online`` on every connect, ``offline`` as the last will and on a
+    clean stop (``None``: none published)."""
+
+
+Route = Callable[[str, bytes, bool, Callable[[], None] | None], None]
+"""A handler of topics outside the wire contract (:meth:`MqttBridge.add_route`): ``(topic, payload, retained, ack)``
+from paho's thread; it must call ``ack`` (when not ``None``) once the message is dealt with."""
 
 
 class MqttBridge:
@@ -105,11 +128,19 @@ class MqttBridge:
             Kind.STATE: lambda dev, raw: parse_state(raw, dev),
             Kind.EVENT: lambda dev, raw: parse_event(raw, dev),
             Kind.TELEMETRY: lambda dev, raw: parse_telemetry(raw, dev),
+            Kind.KEYFRAME: lambda dev, raw: parse_keyframe(raw, dev),
+            Kind.SETTINGS_STATE: lambda dev, raw: parse_settings_state(raw, dev),
         }
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, clean_session=False,
                                   protocol=mqtt.MQTTv311, manual_ack=True)
         if config.username is not None:
             self.client.username_pw_set(config.username, config.password)
+        if config.tls is not None:
+            configure_tls(self.client, config.tls)  # AdbreakError (one line) on a missing or bad file
+        if config.status_topic is not None:
+            self.client.will_set(config.status_topic, "offline", qos=1, retain=True)
+        self._routes: list[tuple[str, int, Route]] = []
+        self._connect_listeners: list[Callable[[], None]] = []
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -121,6 +152,15 @@ class MqttBridge:
     @property
     def broker(self) -> str:
         return f"{self.config.host}:{self.config.port}"
+
+    def add_route(self, topic_filter: str, handler: Route, qos: int = SUBSCRIBE_QOS) -> None:
+        """Also subscribe to ``topic_filter`` (a topic outside the wire contract, e.g. Home Assistant's status) and
+        hand its messages to ``handler`` instead of the ingest. Call before :meth:`start`."""
+        self._routes.append((topic_filter, qos, handler))
+
+    def on_connected(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (from paho's thread) each time the bridge is connected and subscribed."""
+        self._connect_listeners.append(listener)
 
     @property
     def connected(self) -> bool:
@@ -149,6 +189,10 @@ class MqttBridge:
         if not self._started:
             return
         self._started = False
+        if self.config.status_topic is not None and self._connected.is_set():
+            info = self.client.publish(self.config.status_topic, "offline", qos=1, retain=True)
+            with suppress(RuntimeError, ValueError):  # not connected any more: the broker publishes the will instead
+                info.wait_for_publish(2.0)
         self.client.disconnect()
         self.client.loop_stop()
         self._connected.clear()
@@ -168,12 +212,16 @@ class MqttBridge:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: Any,
                     properties: Any) -> None:
         if reason_code.is_failure:
-            log.error("MQTT broker %s refused the connection: %s", self.broker, reason_code)
+            log.error("MQTT broker %s refused the connection: %s%s", self.broker, reason_code,
+                      refusal_hint(reason_code))
             return
         self._generation += 1
         self._connected.set()
         log.info("connected to MQTT broker %s (session present: %s)", self.broker, flags.session_present)
+        if self.config.status_topic is not None:
+            client.publish(self.config.status_topic, "online", qos=1, retain=True)
         filters = [(self.topics.wildcard(kind), SUBSCRIBE_QOS) for kind in SUBSCRIBED_KINDS]
+        filters += [(topic_filter, qos) for topic_filter, qos, _handler in self._routes]
         rc, mid = client.subscribe(filters)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             log.error("subscribe to %s failed: %s", [f for f, _ in filters], mqtt.error_string(rc))
@@ -181,7 +229,7 @@ class MqttBridge:
         self._pending_sub = mid
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        log.warning("cannot reach MQTT broker %s; retrying", self.broker)
+        log.warning("cannot reach MQTT broker %s: %s; retrying", self.broker, connect_failure())
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list, properties: Any) -> None:
         if mid != self._pending_sub:
@@ -191,7 +239,13 @@ class MqttBridge:
             log.error("MQTT broker %s refused subscriptions: %s", self.broker, ", ".join(failed))
             return
         self._subscribed.set()
-        log.info("subscribed to %s", ", ".join(self.topics.wildcard(k) for k in SUBSCRIBED_KINDS))
+        log.info("subscribed to %s", ", ".join([self.topics.wildcard(k) for k in SUBSCRIBED_KINDS]
+                                               + [f for f, _qos, _handler in self._routes]))
+        for listener in self._connect_listeners:
+            try:
+                listener()
+            except Exception:  # never out of a paho callback
+                log.exception("connect listener %s failed", getattr(listener, "__qualname__", listener))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
@@ -202,6 +256,15 @@ class MqttBridge:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         ack = partial(self._ack, msg.mid, msg.qos, self._generation) if msg.qos > 0 else None
+        for topic_filter, _qos, handler in self._routes:
+            if mqtt.topic_matches_sub(topic_filter, msg.topic):
+                try:
+                    handler(msg.topic, msg.payload, bool(msg.retain), ack)
+                except Exception:
+                    log.exception("handling a message on %s failed", msg.topic)
+                    if ack is not None:
+                        ack()
+                return
         self.handle(msg.topic, msg.payload, retained=bool(msg.retain), ack=ack)
 
     def _ack(self, mid: int, qos: int, generation: int) -> None:

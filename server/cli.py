@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from adbreak.errors import AdbreakError
+from adbreak.mqtt_security import add_mqtt_security_options, mqtt_security_overrides
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def _quiet_by_default(args: argparse.Namespace) -> None:
 
 def cmd_server(args: argparse.Namespace) -> int:
     _server_imports()
-    settings = _settings(args, port=args.port, host=args.host, mqtt_prefix=args.prefix)
+    settings = _settings(args, port=args.port, host=args.host, mqtt_prefix=args.prefix,
+                         **mqtt_security_overrides(args))
     _quiet_by_default(args)
     from server.app import run_server
 
@@ -77,6 +79,75 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         if result.backup is not None:
             print(f"backup of the previous database: {result.backup}")
     return 0
+
+
+def _offline_runtime(args: argparse.Namespace):
+    """The server's app without MQTT (for commands that change users and tokens in the database)."""
+    settings = _settings(args)
+    from server.app import create_app
+
+    app, _ = create_app(settings, start_mqtt=False)
+    return app, app.extensions["adbreak"]
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+    import sys
+
+    from server.auth import MIN_PASSWORD
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise AdbreakError("the two passwords differ")
+    if len(password) < MIN_PASSWORD:
+        raise AdbreakError(f"a password needs at least {MIN_PASSWORD} characters")
+    return password
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    _server_imports()
+    import re as _re
+
+    from werkzeug.exceptions import HTTPException
+
+    from server.auth import USERNAME_PATTERN
+
+    app, runtime = _offline_runtime(args)
+    auth = runtime.auth
+    if auth.first_password is not None:
+        print(f"first start: created the admin user with password {auth.first_password}")
+    try:
+        if args.user_command == "list":
+            for u in auth.users():
+                print(f"{u['username']}{' (admin)' if u['is_admin'] else ''}")
+            return 0
+        name = args.name
+        if not _re.match(USERNAME_PATTERN, name):
+            raise AdbreakError(f"user name {name!r} must match {USERNAME_PATTERN}")
+        existing = {u["username"]: u for u in auth.users()}
+        if args.user_command == "add":
+            if name in existing:
+                raise AdbreakError(f"user {name!r} exists (use `adbreak user passwd {name}`)")
+            auth.add_user(name, _read_password(args), is_admin=args.admin)
+            print(f"user {name!r} added{' as admin' if args.admin else ''}")
+        elif args.user_command == "passwd":
+            if name not in existing:
+                raise AdbreakError(f"no user {name!r}")
+            auth.set_password(existing[name]["id"], _read_password(args))
+            print(f"password of {name!r} changed")
+        elif args.user_command == "token":
+            if name not in existing:
+                raise AdbreakError(f"no user {name!r}")
+            token = auth.create_token(existing[name]["id"], args.token_name)
+            print(token["token"])
+        return 0
+    except HTTPException as exc:
+        raise AdbreakError(str(exc.description)) from None
+    finally:
+        runtime.stop()
 
 
 def _port(value: str) -> int:
@@ -107,7 +178,28 @@ def add_parsers(subparsers: Any, common_parent: argparse.ArgumentParser) -> None
     p.add_argument("--prefix", help="MQTT topic prefix (adbreak)")
     p.add_argument("--host", help="address to listen on (0.0.0.0)")
     p.add_argument("--port", type=_port, help="HTTP port of the API and dashboard (8080)")
+    add_mqtt_security_options(p)
     p.set_defaults(func=cmd_server)
+
+    p = subparsers.add_parser("user", parents=[common_parent], help="dashboard users and API tokens",
+                              description="Adds users, changes passwords and creates API tokens in the server's "
+                              "database (the server may be running).")
+    usub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    u = usub.add_parser("list", help="list the users")
+    _add_config_options(u)
+    for action, helptext in (("add", "add a user"), ("passwd", "set a user's password"),
+                             ("token", "create an API token for a user and print it (shown once)")):
+        u = usub.add_parser(action, help=helptext)
+        _add_config_options(u)
+        u.add_argument("name", help="user name")
+        if action == "token":
+            u.add_argument("--token-name", default="cli", help="a name to recognise the token by (cli)")
+        else:
+            u.add_argument("--password-stdin", action="store_true",
+                           help="read the password from the first line of standard input instead of asking")
+        if action == "add":
+            u.add_argument("--admin", action="store_true", help="the user may manage other users")
+    p.set_defaults(func=cmd_user)
 
     p = subparsers.add_parser("db", parents=[common_parent], help="database maintenance (upgrade)",
                               description="Database maintenance.")

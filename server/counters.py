@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from adbreak.wire import REJECT_REASONS
 
-COUNTER_NAMES = ("received", "events_ingested", "rule_firings")
+COUNTER_NAMES = ("received", "events_ingested", "rule_firings", "keyframes_stored", "keyframes_deleted",
+                 "settings_sent")
 
 
 class Counters:

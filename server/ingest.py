@@ -46,6 +46,11 @@ Job = Callable[[WriteBatch], object]
 _STOP = object()
 
 
+class JobRefused(Exception):
+    """Raised by a job (see :meth:`Ingest.run`) that refuses its request, e.g. a correction of a segment that does
+    not exist: its writes roll back, it is not logged as a failure, and ``run`` re-raises it to the caller."""
+
+
 class Ingest:
     def __init__(self, store: SegmentStore, rules: AutoMute | None, realtime: Realtime | None, *,
                  batch_max: int = BATCH_MAX, queue_max: int = QUEUE_MAX) -> None:
@@ -54,6 +59,12 @@ class Ingest:
         self.store = store
         self.rules = rules
         self.realtime = realtime
+        self.device_listeners: list[Callable[[dict], object]] = []
+        self.handlers: dict[Kind, Callable[[WriteBatch, Message], None]] = {}
+        """Handlers of the kinds not applied here (keyframes, settings state: ``server.keyframes``,
+        ``server.device_settings``), by kind; called like :meth:`apply`."""
+        self.rule_runner = None  # server.rule_runner.RuleRunner: user rules get the same triggers as AutoMute
+        """Called with the ``Device`` dict after each commit that changed a device (e.g. Home Assistant discovery)."""
         self.batch_max = batch_max
         self._queue: queue.Queue[Message | Job | object] = queue.Queue(maxsize=queue_max)
         self._rejects = RateLimitedLog(log)
@@ -109,6 +120,30 @@ class Ingest:
             self.apply_batch([job])
             return
         self._put(job)
+
+    def run(self, job: Job, timeout: float = 30.0) -> object:
+        """Run ``job(batch)`` on the worker like :meth:`call` and wait: its result once its batch has committed, or
+        the exception it raised (its writes rolled back). For writes from other threads (API requests) that need an
+        answer; they keep the single writer. ``TimeoutError`` if the worker did not get to it in time."""
+        done = threading.Event()
+        box: dict[str, object] = {}
+
+        def wrapped(batch: WriteBatch) -> None:
+            box.pop("error", None)
+            try:
+                box["result"] = job(batch)
+            except BaseException as exc:
+                box["error"] = exc
+                done.set()
+                raise
+            batch.after_commit(done.set)
+
+        self.call(wrapped)
+        if not done.wait(timeout):
+            raise TimeoutError(f"the ingest worker did not run the job within {timeout:.0f} s")
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        return box.get("result")
 
     def _put(self, item: object, *, count: bool = True) -> None:
         if count:
@@ -206,6 +241,8 @@ class Ingest:
                     item(batch)  # type: ignore[operator]
         except BatchBroken:
             raise
+        except JobRefused as exc:
+            log.debug("a job refused: %s", exc)
         except Exception:
             log.exception("applying %s failed; rolled back, the rest of the batch goes on", _describe(item))
 
@@ -225,6 +262,8 @@ class Ingest:
         elif message.kind is Kind.STATE:
             assert isinstance(payload, StatePayload)
             self._state(batch, payload, message.retained, message.received)
+        elif message.kind in self.handlers:
+            self.handlers[message.kind](batch, message)
         else:
             raise ValueError(f"no handler for {message.kind!r}")
 
@@ -232,7 +271,14 @@ class Ingest:
         level = logging.DEBUG if reason == "duplicate" else logging.WARNING
         self._rejects.log(level, reason, "%s from %s rejected: %s", what, device, reason)
 
+    def push_device(self, batch: WriteBatch, device: dict) -> None:
+        """After the commit, push a changed ``Device`` dict (Socket.IO and the device listeners)."""
+        self._push(batch, Change(device=device))
+
     def _push(self, batch: WriteBatch, change: Change) -> None:
+        if change.device is not None:
+            for listener in self.device_listeners:
+                batch.after_commit(listener, change.device)
         if self.realtime is None:
             return
         for seg in change.segments:
@@ -250,6 +296,8 @@ class Ingest:
         self._push(batch, change)
         if self.rules is not None:
             self.rules.on_availability(device, value, retained=retained, batch=batch)
+        if self.rule_runner is not None:
+            self.rule_runner.on_availability(device, value, retained=retained, batch=batch)
 
     def _state(self, batch: WriteBatch, payload: StatePayload, retained: bool, received: float) -> None:
         change = batch.state(payload, received, retained=retained)
@@ -268,6 +316,8 @@ class Ingest:
         self._push(batch, result)
         if self.rules is not None:
             self.rules.on_event(result, retained=retained, batch=batch)
+        if self.rule_runner is not None:
+            self.rule_runner.on_event(result, retained=retained, batch=batch)
 
     def _telemetry(self, batch: WriteBatch, payload: TelemetryPayload, retained: bool, received: float) -> None:
         if retained:  # a stale sample a misbehaving publisher retained: no sign of life, nothing to show

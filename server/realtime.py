@@ -31,8 +31,14 @@ def create_socketio(app: Flask, store: SegmentStore) -> SocketIO:
     socketio = SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
 
     @socketio.on("connect", namespace=NAMESPACE)
-    def _on_connect(auth=None) -> None:
+    def _on_connect(auth=None) -> bool:
+        from server.auth import socket_allowed
+
+        if not socket_allowed(auth):
+            log.info("Socket.IO connection refused: not signed in")
+            return False
         emit("hello", {"devices": store.devices()})
+        return True
 
     return socketio
 
@@ -98,6 +104,18 @@ class Realtime:
 
     def firing(self, data: dict) -> None:
         self._emit("firing", data)
+
+    def rule_run(self, data: dict) -> None:
+        """A user rule's run was recorded (``RuleRun`` of docs/api.md)."""
+        self._emit("rule_run", data)
+
+    def segment_removed(self, data: dict) -> None:
+        """A segment merged away by a correction: ``{"id", "device", "merged_into"}``."""
+        self._emit("segment_removed", data)
+
+    def correction(self, data: dict) -> None:
+        """A stored user correction (``Correction`` of docs/api.md)."""
+        self._emit("correction", data)
 
     def telemetry(self, data: dict) -> bool:
         """Push one telemetry sample unless the device had one less than 0.2 s ago."""

@@ -5,11 +5,14 @@ is tested without a broker or a database; :class:`AutoMute` applies it: it publi
 retained), stores the firing and tells the realtime layer.
 
 * ``ad_start`` opened an ad segment and the device is not muted: **mute** (not for an ad already longer than
-  ``max_ad_s``: the fail-safe would undo it at once).
+  ``max_ad_s``: the fail-safe would undo it at once), unless the device's auto-mute switch (``devices.auto_mute``,
+  Home Assistant's "Auto-mute" switch) is off.
 * ``ad_end`` opened a program segment and the device is muted: **unmute**.
 * Fail-safe: the device went ``offline`` / ``stopped`` while muted: **unmute**.
 * Fail-safe: an ad segment has been open longer than ``max_ad_s`` while muted (a watchdog looks every second):
   **unmute**.
+* The device's auto-mute switch was turned off while muted: **unmute**. The unmutes (``ad_end`` and the fail-safes)
+  apply whatever the switch says: it only stops new mutes.
 * Nothing fires from retained messages (a server restart replays the broker's retained availability and state):
   only messages that happen while the server runs fire.
 
@@ -46,6 +49,7 @@ class Reason(StrEnum):
     AD_END = "ad_end"
     OFFLINE = "offline"
     MAX_AD_LENGTH = "max_ad_length"
+    AUTO_MUTE_OFF = "auto_mute_off"
 
 
 # ---------------------------------------------------------------------------------------------------- triggers
@@ -71,7 +75,14 @@ class AdRunning:
     open_s: float
 
 
-Trigger = SegmentOpened | AvailabilityChanged | AdRunning
+@dataclass(frozen=True)
+class AutoMuteSwitched:
+    """The device's auto-mute switch was set (Home Assistant, the API)."""
+
+    enabled: bool
+
+
+Trigger = SegmentOpened | AvailabilityChanged | AdRunning | AutoMuteSwitched
 
 
 @dataclass(frozen=True)
@@ -80,12 +91,13 @@ class Decision:
     reason: Reason
 
 
-def decide(muted: bool, trigger: Trigger, *, max_ad_s: float) -> Decision | None:
-    """Whether to send a command, given the device's mute state (the last command sent was a mute) and a trigger."""
+def decide(muted: bool, trigger: Trigger, *, max_ad_s: float, auto_mute: bool = True) -> Decision | None:
+    """Whether to send a command, given the device's mute state (the last command sent was a mute), its auto-mute
+    switch (``auto_mute``: off stops new mutes, never an unmute) and a trigger."""
     if getattr(trigger, "retained", False):
         return None
     match trigger:
-        case SegmentOpened(label="ad", age_s=age) if not muted and age < max_ad_s:
+        case SegmentOpened(label="ad", age_s=age) if auto_mute and not muted and age < max_ad_s:
             return Decision(Action.MUTE, Reason.AD_START)
         case SegmentOpened(label="program") if muted:
             return Decision(Action.UNMUTE, Reason.AD_END)
@@ -93,6 +105,8 @@ def decide(muted: bool, trigger: Trigger, *, max_ad_s: float) -> Decision | None
             return Decision(Action.UNMUTE, Reason.OFFLINE)
         case AdRunning(open_s=open_s) if muted and open_s > max_ad_s:
             return Decision(Action.UNMUTE, Reason.MAX_AD_LENGTH)
+        case AutoMuteSwitched(enabled=False) if muted:
+            return Decision(Action.UNMUTE, Reason.AUTO_MUTE_OFF)
     return None
 
 
@@ -156,6 +170,12 @@ class AutoMute:
             return None
         return self._apply(batch, device, AvailabilityChanged(availability, retained=retained))
 
+    def on_auto_mute(self, device: str, enabled: bool, *, batch: WriteBatch | None = None) -> dict | None:
+        """After the device's auto-mute switch was set (in the same batch): turned off while muted, unmute."""
+        if not self.config.enabled:
+            return None
+        return self._apply(batch, device, AutoMuteSwitched(enabled))
+
     def check(self, now: float | None = None, *, batch: WriteBatch | None = None) -> list[dict]:
         """The watchdog's look: unmute devices whose ad has been open longer than ``max_ad_s``."""
         if not self.config.enabled:
@@ -178,7 +198,8 @@ class AutoMute:
         if batch is None:
             with self._store.batch() as b:
                 return self._apply(b, device, trigger, event_id=event_id)
-        decision = decide(batch.is_muted(device), trigger, max_ad_s=self.config.max_ad_s)
+        decision = decide(batch.is_muted(device), trigger, max_ad_s=self.config.max_ad_s,
+                          auto_mute=batch.auto_mute_enabled(device))
         if decision is None:
             return None
         topic = self.config.topic(device)

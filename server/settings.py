@@ -97,6 +97,48 @@ class ServerSettings(BaseSettings):
         "or in the environment a comma-separated string. Unset: any device that announced itself.",
     )
 
+    # ------------------------------------------------------------------ issue 4: data, sign-in, HA, TLS
+    data_dir: Path = Field(default=Path("adbreak-data"), title="Data folder",
+                           description="Where the server keeps keyframe JPEGs (and other files the database "
+                           "references); relative to the working directory.")
+    keyframes_max_mb: float = Field(default=500.0, title="Keyframe storage limit (MB)", gt=0, allow_inf_nan=False,
+                                    description="Oldest keyframes are deleted beyond this total size.")
+    keyframes_max_days: float = Field(default=30.0, title="Keyframe retention (days)", gt=0, allow_inf_nan=False,
+                                      description="Keyframes older than this are deleted.")
+    admin_username: str = Field(default="admin", title="First admin user", min_length=1, max_length=64,
+                                description="User created on first start when there is no user yet.")
+    admin_password: SecretStr | None = Field(
+        default=None, title="First admin password",
+        description="Password of the first admin user (only used when there is no user yet). Unset: one is "
+        "generated and printed once on the console.")
+    secret_key: SecretStr | None = Field(
+        default=None, title="Session secret",
+        description="Key that signs session cookies. Unset: one is generated once and kept in the database, so "
+        "sign-ins survive restarts.")
+    session_days: float = Field(default=30.0, title="Session lifetime (days)", gt=0, allow_inf_nan=False,
+                                description="How long a sign-in lasts.")
+    login_rate_limit: str = Field(default="10 per minute", title="Sign-in rate limit", min_length=1,
+                                  description="Attempts allowed per client address (Flask-Limiter notation).")
+    secure_cookies: bool = Field(default=False, title="Secure cookies",
+                                 description="Send the session cookie over HTTPS only (set behind a TLS proxy).")
+    timezone: str | None = Field(default=None, title="Time zone",
+                                 description="IANA zone of rule conditions (days, hours) and of statistics by hour "
+                                 "and day when a request names none. Unset: the machine's local zone.")
+    ha_discovery: bool = Field(default=True, title="Home Assistant discovery",
+                               description="Publish retained MQTT discovery configs for every device.")
+    ha_prefix: str = Field(default="homeassistant", title="Home Assistant discovery prefix", min_length=1,
+                           description="Home Assistant's discovery prefix (its default is homeassistant).")
+    mqtt_tls: bool = Field(default=False, title="MQTT over TLS",
+                           description="Connect to the broker with TLS (usually port 8883).")
+    mqtt_ca_file: Path | None = Field(default=None, title="MQTT CA file",
+                                      description="CA certificate(s) to verify the broker; unset: the system's.")
+    mqtt_cert_file: Path | None = Field(default=None, title="MQTT client certificate",
+                                        description="Client certificate for brokers that require one.")
+    mqtt_key_file: Path | None = Field(default=None, title="MQTT client key",
+                                       description="Private key of the client certificate.")
+    mqtt_tls_insecure: bool = Field(default=False, title="Skip MQTT host name check",
+                                    description="Do not check the broker certificate's host name (testing only).")
+
     @classmethod
     def settings_customise_sources(
         cls,

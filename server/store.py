@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adbreak.wire import Availability, EventPayload, StatePayload
 from server.counters import Counters
+from server.device_settings import settings_view
 from server.models import Device, Event, RuleFiring, Segment
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ SEGMENTS = Segment.__table__
 FIRINGS = RuleFiring.__table__
 
 _DEVICE_STATE = ("availability", "state_label", "state_since", "state_confidence", "model_version", "last_seen",
-                 "last_seq", "muted")
+                 "last_seq", "muted", "auto_mute", "settings", "settings_reported")
 """The columns of a device that writes change; a changed device is written back whole, once per message."""
 _EVENT_FIELDS = ("event_id", "seq", "type", "boundary_ts", "decided_ts", "boundary_stream_t", "decided_stream_t",
                  "confidence", "model_version", "received")
@@ -394,10 +395,46 @@ class WriteBatch:
         self.after_commit(store.counters.incr, "rule_firings")
         return store.firing_dict({"id": result.inserted_primary_key[0], **values}, device), store.device_dict(dev)
 
+    def set_auto_mute(self, name: str, enabled: bool) -> dict | None:
+        """Turn the auto-mute rule on or off for a known device (the Home Assistant switch, the API); returns the
+        ``Device`` dict, or ``None`` for an unknown device (nothing is created)."""
+        dev = self._device(name)
+        if dev is None:
+            return None
+        if bool(dev["auto_mute"]) != enabled:
+            self._set(dev, {"auto_mute": enabled})
+        return self.store.device_dict(dev)
+
+    def set_device_settings(self, name: str, *, desired: str | None | object = _UNKNOWN,
+                            reported: str | None | object = _UNKNOWN) -> dict | None:
+        """Store a known device's decision settings (JSON text, ``server.device_settings``): ``desired`` (the
+        user's), ``reported`` (its retained ``settings/state``); returns the ``Device`` dict, ``None`` for an unknown
+        device (nothing is created)."""
+        dev = self._device(name)
+        if dev is None:
+            return None
+        values = {}
+        if desired is not _UNKNOWN:
+            values["settings"] = desired
+        if reported is not _UNKNOWN:
+            values["settings_reported"] = reported
+        self._set(dev, {k: v for k, v in values.items() if dev[k] != v})
+        return self.store.device_dict(dev)
+
+    def device_id(self, name: str) -> int | None:
+        """The row id of a device (``None``: unknown), e.g. for rows of other tables that reference it."""
+        dev = self._device(name)
+        return None if dev is None else dev["id"]
+
     # ------------------------------------------------------------------ reads inside the batch
     def is_muted(self, name: str) -> bool:
         dev = self._device(name)
         return dev is not None and bool(dev["muted"])
+
+    def auto_mute_enabled(self, name: str) -> bool:
+        """Whether the auto-mute rule may mute this device (an unknown device: yes, the default)."""
+        dev = self._device(name)
+        return dev is None or bool(dev["auto_mute"])
 
     def device(self, name: str) -> dict | None:
         dev = self._device(name)
@@ -503,6 +540,8 @@ class SegmentStore:
             "last_seen": self._seen_at(dev),
             "muted": bool(dev["muted"]),
             "last_seq": dev["last_seq"],
+            "auto_mute": bool(dev["auto_mute"]),
+            "settings": settings_view(dev.get("settings"), dev.get("settings_reported")),
         }
 
     @staticmethod
@@ -516,6 +555,11 @@ class SegmentStore:
             "status": seg["status"],
             "confidence": seg["confidence"],
             "model_version": seg["model_version"],
+            # review (issue 4); a segment the ingest just opened has no such keys yet
+            "detected_label": seg.get("detected_label"),
+            "review": seg.get("review"),
+            "reviewed_by": seg.get("reviewed_by"),
+            "reviewed_ts": seg.get("reviewed_ts"),
         }
 
     @staticmethod
