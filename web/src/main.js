@@ -1,30 +1,66 @@
-// adbreak dashboard entry: one socket, two views behind hash routes (#/live, #/history?device=..&date=YYYY-MM-DD).
+// adbreak dashboard entry: sign-in, one socket, and the views behind hash routes
+// (#/live, #/history?device=..&date=YYYY-MM-DD, #/stats, #/rules, #/devices, #/account).
+//
+// Every view is a class with `constructor(root)`, `show(params: URLSearchParams)` and `hide()`, and optionally
+// `setDevices(devices)`, `onDevice(d)`, `onSegment(s)`, `onSegmentRemoved(s)`, `onCorrection(c)`, `onFiring(f)`,
+// `onRuleRun(r)`: main.js fans the socket's
+// events out to whichever views want them.
 
 import "./style.css";
-import { fetchDevices } from "./api.js";
+import { fetchDevices, setUnauthorizedHandler } from "./api.js";
+import { AccountView } from "./account.js";
+import { LoginView, currentUser } from "./auth.js";
+import { DevicesView } from "./devices.js";
 import { HistoryView } from "./history.js";
 import { LiveView } from "./live.js";
+import { RulesView } from "./rules.js";
 import { connect } from "./socket.js";
+import { StatsView } from "./stats.js";
 
-const live = new LiveView(document.getElementById("view-live"));
-const history = new HistoryView(document.getElementById("view-history"));
-const views = { live: document.getElementById("view-live"), history: document.getElementById("view-history") };
+const el = (name) => document.getElementById(`view-${name}`);
+const live = new LiveView(el("live"));
+const views = {
+  live,
+  history: new HistoryView(el("history")),
+  stats: new StatsView(el("stats")),
+  rules: new RulesView(el("rules")),
+  devices: new DevicesView(el("devices")),
+  account: new AccountView(el("account")),
+};
+const login = new LoginView(el("login"), () => start());
 let helloSeen = false;
+let socket = null;
+let deviceNames = [];
+
+function each(method, ...args) {
+  for (const view of Object.values(views)) {
+    if (typeof view[method] !== "function") continue;
+    try {
+      view[method](...args);
+    } catch (e) {
+      console.error(`adbreak: ${method} failed`, e);
+    }
+  }
+}
 
 function route() {
+  if (!login.signedIn) return;
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
-  if (path !== "/live" && path !== "/history") {
+  const name = path.slice(1);
+  if (!(name in views)) {
     window.history.replaceState(null, "", "#/live");
     return route();
   }
-  const name = path.slice(1);
-  for (const [key, el] of Object.entries(views)) el.hidden = key !== name;
+  el("login").hidden = true;
+  for (const [key, view] of Object.entries(views)) {
+    el(key).hidden = key !== name;
+    if (key === name) view.show?.(new URLSearchParams(query));
+    else view.hide?.();
+  }
   for (const a of document.querySelectorAll(".tabs a")) {
     if (a.dataset.view === name) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  if (name === "history") history.show(new URLSearchParams(query));
-  else history.hide();
 }
 
 const conn = document.querySelector(".conn");
@@ -35,38 +71,66 @@ function setStatus(status, detail) {
   conn.title = detail ? `Socket.IO: ${status} (${detail})` : `Socket.IO: ${status}`;
 }
 
-connect(
-  {
-    hello: ({ devices }) => {
-      helloSeen = true;
-      live.setDevices(devices, true);
-      history.setDevices(devices);
-    },
-    device: (d) => {
-      live.onDevice(d);
-      if (!history.devices.includes(d.name)) history.setDevices([...history.devices.map((name) => ({ name })), d]);
-    },
-    segment: (s) => {
-      live.onSegment(s);
-      history.onSegment(s);
-    },
-    telemetry: (t) => live.onTelemetry(t),
-    firing: (f) => {
-      live.onFiring(f);
-      history.onFiring(f);
-    },
-  },
-  setStatus,
-);
+function showLogin() {
+  if (socket) {
+    socket.disconnect();
+    socket = null;
+  }
+  for (const name of Object.keys(views)) el(name).hidden = true;
+  document.body.dataset.signedIn = "false";
+  login.show();
+}
 
-// The REST list, so the page has content even before (or without) the socket's hello.
-fetchDevices()
-  .then((devices) => {
-    if (helloSeen) return;
-    live.setDevices(devices, false);
-    history.setDevices(devices);
-  })
-  .catch((e) => console.warn("adbreak: device list unavailable:", e.message));
+function start() {
+  document.body.dataset.signedIn = "true";
+  document.querySelector("[data-testid=user-name]").textContent = login.user?.username ?? "";
+  route();
+  if (socket) return;
+  helloSeen = false;
+  socket = connect(
+    {
+      hello: ({ devices }) => {
+        helloSeen = true;
+        live.setDevices(devices, true);
+        deviceNames = devices.map((d) => d.name);
+        for (const [k, v] of Object.entries(views)) if (k !== "live") v.setDevices?.(devices);
+      },
+      device: (d) => {
+        each("onDevice", d);
+        if (!deviceNames.includes(d.name)) {
+          deviceNames = [...deviceNames, d.name];
+          for (const [k, v] of Object.entries(views)) if (k !== "live") v.setDevices?.(deviceNames.map((name) => ({ name })));
+        }
+      },
+      segment: (s) => each("onSegment", s),
+      segment_removed: (s) => each("onSegmentRemoved", s),
+      correction: (c) => each("onCorrection", c),
+      telemetry: (t) => live.onTelemetry(t),
+      firing: (f) => each("onFiring", f),
+      rule_run: (r) => each("onRuleRun", r),
+    },
+    setStatus,
+  );
+  // The REST list, so the page has content even before (or without) the socket's hello.
+  fetchDevices()
+    .then((devices) => {
+      if (helloSeen) return;
+      live.setDevices(devices, false);
+      for (const [k, v] of Object.entries(views)) if (k !== "live") v.setDevices?.(devices);
+      deviceNames = devices.map((d) => d.name);
+    })
+    .catch((e) => console.warn("adbreak: device list unavailable:", e.message));
+}
 
+setUnauthorizedHandler(showLogin);
+document.querySelector("[data-testid=sign-out]").addEventListener("click", () => login.signOut().then(showLogin));
 window.addEventListener("hashchange", route);
-route();
+currentUser().then(
+  (user) => {
+    if (!user) return showLogin();
+    login.user = user;
+    login.signedIn = true;
+    start();
+  },
+  () => showLogin(),
+);

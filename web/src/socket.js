@@ -3,7 +3,7 @@
 
 import { io } from "socket.io-client";
 
-const EVENTS = ["hello", "device", "segment", "telemetry", "firing"];
+const EVENTS = ["hello", "device", "segment", "segment_removed", "correction", "telemetry", "firing", "rule_run"];
 
 /**
  * Connect and dispatch. `handlers` maps event names to functions; `onStatus(status, detail)` gets
