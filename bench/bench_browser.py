@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 
-from common import DATA, Mosquitto, Server, log, median, percentile, write_result
+from common import BENCH_PASSWORD, BENCH_USER, DATA, Mosquitto, Server, log, median, percentile, write_result
 
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
 
@@ -94,6 +94,9 @@ def main() -> None:
             )
             page = browser.new_page()
             page.goto(f"{server.base}/#/live")
+            page.get_by_test_id("login-username").fill(BENCH_USER)
+            page.get_by_test_id("login-password").fill(BENCH_PASSWORD)
+            page.get_by_test_id("login-submit").click()
             page.wait_for_selector(f'[data-testid="device-state-{dev}"]', timeout=15000)
             page.wait_for_function(
                 "() => document.querySelector('[data-testid=conn-status]')?.textContent.trim() === 'connected'",

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH_USER = "admin"
+BENCH_PASSWORD = "adbreak-bench-password"
 DATA = Path(os.environ.get("ADBREAK_BENCH_DATA", ROOT / "bench" / ".data"))
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
@@ -160,6 +162,7 @@ class Server:
         self.extra = extra
         self.proc: subprocess.Popen | None = None
         self.base = f"http://127.0.0.1:{self.port}"
+        self._token: str | None = None
 
     def __enter__(self) -> Server:
         import urllib.request
@@ -187,6 +190,8 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            env={**os.environ, "ADBREAK_SERVER_ADMIN_USERNAME": BENCH_USER, "ADBREAK_SERVER_ADMIN_PASSWORD":
+                 BENCH_PASSWORD, "ADBREAK_SERVER_DATA_DIR": str(self.workdir / "data")},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -200,9 +205,14 @@ class Server:
         raise SystemExit(f"server did not start; see {self.workdir / 'server.log'}")
 
     def get(self, path: str) -> Any:
+        """GET an API path with an API token of the bench's admin (made on first use)."""
         import urllib.request
 
-        with urllib.request.urlopen(f"{self.base}{path}", timeout=10) as r:
+        if self._token is None:
+            proc, _ = adbreak("user", "token", BENCH_USER, "--db", self.db, "--token-name", "bench", quiet=False)
+            self._token = proc.stdout.strip().splitlines()[-1]
+        req = urllib.request.Request(f"{self.base}{path}", headers={"Authorization": f"Bearer {self._token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
     def __exit__(self, *exc: object) -> None:

@@ -96,3 +96,13 @@ def launch_chromium(playwright, **kwargs):
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
     """:func:`tests.support.wait_for` with the dashboard tests' longer default timeout."""
     return wait_for(predicate, timeout=timeout, interval=interval, what=what)
+
+
+def sign_in(page, base_url: str, username: str = "admin", password: str = "adbreak-test-password") -> None:
+    """Open the dashboard at ``base_url`` and sign in through the form (the server's first admin by default,
+    ``tests.server_support.ADMIN`` / ``ADMIN_PASSWORD``); returns once the live view shows."""
+    page.goto(f"{base_url}/#/live")
+    page.get_by_test_id("login-username").fill(username)
+    page.get_by_test_id("login-password").fill(password)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("view-live").wait_for(state="visible", timeout=15_000)

@@ -10,6 +10,7 @@ and in `out/test-artifacts/`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,9 @@ import pytest
 from adbreak.broadcast import build_broadcast
 from adbreak.segments import read_segments
 from tests.mqtt_support import find_free_port, mosquitto  # noqa: F401 - fixture
+from tests.server_support import ADMIN_PASSWORD, http_session
 from tests.support import ROOT, run_cli
-from tests.web_support import build_dashboard, require_chromium
+from tests.web_support import build_dashboard, require_chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +62,8 @@ def server(tmp_path, mosquitto):  # noqa: F811
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
     srv = subprocess.Popen([sys.executable, "-m", "adbreak", "server", "--db", db, "--mqtt", f"{host}:{port}",
                             "--host", "127.0.0.1", "--port", str(http)], stdout=log, stderr=subprocess.STDOUT,
-                           cwd=ROOT)
+                           cwd=ROOT, env={**os.environ, "ADBREAK_SERVER_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                                          "ADBREAK_SERVER_DATA_DIR": str(tmp_path / "server-data")})
     base = f"http://127.0.0.1:{http}"
     deadline = time.monotonic() + 30
     while True:
@@ -114,7 +117,7 @@ def test_replayed_broadcast_is_stored_muted_and_shown(model_and_sample, server, 
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(f"{base}/#/live")
+        sign_in(page, base)
         expect(page.get_by_test_id("conn-status")).to_have_text("connected", timeout=20000)
 
         edge_log = open(tmp_path / "edge.log", "wb")  # noqa: SIM115
@@ -144,7 +147,8 @@ def test_replayed_broadcast_is_stored_muted_and_shown(model_and_sample, server, 
 
     truth = read_segments(sample.truth)
     true_ads = [s for s in truth if s.label == "ad"]
-    events = _get(f"{base}/api/v1/events?device={DEVICE}&limit=1000")["events"]
+    api = http_session(base)
+    events = api.get(f"{base}/api/v1/events?device={DEVICE}&limit=1000", timeout=5).json()["events"]
     starts = [e for e in events if e["type"] == "ad_start"]
     ends = [e for e in events if e["type"] == "ad_end"]
     assert len(starts) == len(ends) == len(true_ads), events
@@ -153,7 +157,7 @@ def test_replayed_broadcast_is_stored_muted_and_shown(model_and_sample, server, 
         assert abs(e["boundary_stream_t"] - ad.end) < 1.5, (ad, e)
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
 
-    segments = _get(f"{base}/api/v1/segments?device={DEVICE}&limit=1000")["segments"]
+    segments = api.get(f"{base}/api/v1/segments?device={DEVICE}&limit=1000", timeout=5).json()["segments"]
     ad_segs = [s for s in segments if s["label"] == "ad"]
     assert len(ad_segs) == len(true_ads)
     for seg, ad in zip(ad_segs, true_ads, strict=True):
@@ -164,7 +168,7 @@ def test_replayed_broadcast_is_stored_muted_and_shown(model_and_sample, server, 
     payloads = [c[2] for c in commands]
     assert payloads == ["ON", "OFF"] * len(true_ads), commands
     assert availability[0] == "online" and availability[-1] == "stopped", availability
-    firings = _get(f"{base}/api/v1/rules/firings?device={DEVICE}&limit=100")["firings"]
+    firings = api.get(f"{base}/api/v1/rules/firings?device={DEVICE}&limit=100", timeout=5).json()["firings"]
     assert [f["action"] for f in firings] == ["mute", "unmute"] * len(true_ads)
     health = _get(f"{base}/api/v1/health")
     assert sum(health["counters"]["rejected"].values()) == 0, health

@@ -12,16 +12,14 @@ from adbreak.wire import Availability, EventPayload, EventType, new_event_id
 from server import db
 from server.app import create_app
 from server.settings import ServerSettings
+from tests.server_support import SignedIn, error_of
+from tests.server_support import make_app as support_make_app
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC).timestamp()
 
 
 def make_app(tmp_path: Path, web_dir: Path | None = None):
-    url = f"sqlite:///{tmp_path / 'adbreak.db'}"
-    db.upgrade(url)
-    settings = ServerSettings(database_url=url, web_dir=web_dir or tmp_path / "no-web-dist")
-    app, _ = create_app(settings, start_mqtt=False)
-    return app
+    return support_make_app(tmp_path, **({"web_dir": web_dir} if web_dir else {}))
 
 
 @pytest.fixture
@@ -41,15 +39,7 @@ def client(app):
                                         decided_stream_t=2.0, confidence=0.9, model_version="m"), at + 2)
     store.record_firing("tv1", rule="auto_mute", action="mute", reason="ad_start", topic="adbreak/tv1/mute/set",
                         payload="ON", ts=T0 + 602)
-    return app.test_client()
-
-
-def error_of(response, status: int) -> str:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json
-    body = response.get_json()
-    assert set(body) == {"error"} and "\n" not in body["error"]
-    return body["error"]
+    return SignedIn(app)
 
 
 def test_unmigrated_database_is_refused(tmp_path):
@@ -72,7 +62,8 @@ def test_devices(client):
     assert [d["name"] for d in devices] == ["tv1"]
     one = client.get("/api/v1/devices/tv1").get_json()
     assert one == devices[0]
-    assert set(one) == {"name", "availability", "state", "model_version", "last_seen", "muted", "last_seq"}
+    assert set(one) == {"name", "availability", "state", "model_version", "last_seen", "muted", "last_seq",
+                        "auto_mute", "settings"}
     assert one["muted"] is True and one["last_seq"] == 2
     assert error_of(client.get("/api/v1/devices/tv9"), 404) == "unknown device 'tv9'"
     assert error_of(client.get("/api/v1/devices/NOT%20A%20NAME"), 404).startswith("unknown device")
@@ -82,7 +73,8 @@ def test_segments_and_their_filters(client):
     segs = client.get("/api/v1/segments").get_json()["segments"]
     assert [(s["label"], s["start"], s["end"], s["status"]) for s in segs] == [
         ("ad", T0 + 600, T0 + 780, "closed"), ("program", T0 + 780, None, "open")]
-    assert set(segs[0]) == {"id", "device", "label", "start", "end", "status", "confidence", "model_version"}
+    assert set(segs[0]) == {"id", "device", "label", "start", "end", "status", "confidence", "model_version",
+                            "detected_label", "review", "reviewed_by", "reviewed_ts"}
     q = lambda s: [x["label"] for x in client.get("/api/v1/segments" + s).get_json()["segments"]]  # noqa: E731
     assert q("?label=ad") == ["ad"]
     assert q(f"?end={T0 + 700}") == ["ad"]
@@ -174,6 +166,6 @@ def test_dashboard_served(tmp_path):
         assert c.get("/assets/missing.js").status_code == 404
         assert c.get("/../secret.txt").status_code == 404
         assert c.get("/assets/..%2F..%2Fsecret.txt").status_code == 404
-        assert error_of(c.get("/api/v1/missing"), 404)
+        assert error_of(c.get("/api/v1/missing"), 401)  # not signed in: nothing under /api but health and auth
     finally:
         app.extensions["adbreak"].stop()

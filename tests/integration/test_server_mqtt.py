@@ -38,6 +38,7 @@ from tests.mqtt_support import (  # noqa: F401 - fixtures
     stop_process,
     wait_for,
 )
+from tests.server_support import ADMIN_PASSWORD, http_session
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = Topics()
@@ -104,8 +105,12 @@ class Running:
     def runtime(self):
         return self.app.extensions["adbreak"]
 
+    _session: requests.Session | None = None
+
     def get(self, path: str, **params) -> dict:
-        r = requests.get(self.base + path, params=params, timeout=5)
+        if self._session is None:
+            self._session = http_session(self.base)
+        r = self._session.get(self.base + path, params=params, timeout=5)
         assert r.headers["Content-Type"].startswith("application/json"), r.text
         return r.json()
 
@@ -139,7 +144,7 @@ def db_url(tmp_path) -> str:
 
 def make_settings(db_url: str, broker, port: int, **extra) -> ServerSettings:
     return ServerSettings(database_url=db_url, mqtt_host=broker[0], mqtt_port=broker[1], host="127.0.0.1", port=port,
-                          web_dir=Path("/nonexistent/web/dist"), **extra)
+                          web_dir=Path("/nonexistent/web/dist"), admin_password=ADMIN_PASSWORD, **extra)
 
 
 @pytest.fixture
@@ -366,7 +371,10 @@ def test_socketio_client_gets_hello_segments_devices_firings_and_telemetry(serve
     edge.online("tv1")
     wait_for(lambda: server.get("/api/v1/devices")["devices"], what="tv1 announced")
     got: dict[str, list] = {name: [] for name in ("hello", "segment", "device", "firing", "telemetry")}
-    sio = socketio.Client()
+    refused = socketio.Client()
+    with pytest.raises(socketio.exceptions.ConnectionError):  # not signed in: no socket
+        refused.connect(server.base, wait_timeout=10)
+    sio = socketio.Client(http_session=server._session)
     for name in got:
         sio.on(name, (lambda n: lambda data: got[n].append(data))(name))
     sio.connect(server.base, wait_timeout=10)

@@ -93,6 +93,10 @@ class FixtureServer:
                 out.append(it)
             return sorted(out, key=lambda it: it[start_key])[: int(q.get("limit", "1000"))]
 
+        @app.get("/api/v1/auth/me")
+        def me():  # the dashboard asks who is signed in first; this fixture stands for a signed-in session
+            return {"user": {"id": 1, "username": "admin", "is_admin": True}, "csrf_token": "fixture"}
+
         @app.get("/api/v1/devices")
         def devices():
             with self.lock:
@@ -114,6 +118,10 @@ class FixtureServer:
         def firings():
             with self.lock:
                 return {"firings": window(self.firings, "ts", None)}
+
+        @app.get("/api/v1/corrections")
+        def corrections():  # the review view lists the day's corrections; this fixture stores none
+            return {"corrections": []}
 
         @app.get("/")
         def index():
