@@ -273,7 +273,8 @@ def test_signed_out_requests_are_401(api):
 # ---------------------------------------------------------------------------------------------------- test button
 def test_test_button_publishes_over_mqtt(live, edge, home):
     edge.announce("tv1")
-    wait_for(lambda: live.get("/api/v1/devices/tv1").status_code == 200, what="tv1 announced")
+    wait_for(lambda: live.get("/api/v1/devices/tv1").status_code == 200
+             and live.get("/api/v1/devices/tv1").get_json()["state"] is not None, what="tv1's retained state applied")
     rid = create(live, rule_body(actions=[{**LIGHTS, "qos": 2}]))["id"]
     r = live.post(f"/api/v1/rules/{rid}/test", json={"device": "tv1"})
     assert r.status_code == 200, r.get_data(as_text=True)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -221,6 +222,15 @@ def test_relabel_in_review_changes_the_statistics(server, tmp_path):
         page.get_by_test_id("review-move").click()
         expect(page.get_by_test_id("review-error")).to_contain_text("shorter than 1 s")
         shot(page, tmp_path, "review-view.png")
+
+        # the day's exports download with the session: the corrected segments as a Kodi EDL (one ad break left)
+        expect(page.get_by_test_id("review-dataset-summary")).to_contain_text("Training set")
+        with page.expect_download() as got:
+            page.get_by_test_id("export-edl").click()
+        edl = Path(got.value.path()).read_text().strip().splitlines()
+        assert len(edl) == 1 and edl[0].endswith("\t3"), edl
+        start_s, end_s, _ = edl[0].split("\t")
+        assert float(end_s) - float(start_s) == pytest.approx(60.0, abs=0.01)
 
         # Statistics after: 1 break of 60 s
         page.goto(f"{base}/#/stats?device={DEVICE}&range=day")

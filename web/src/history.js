@@ -5,7 +5,7 @@
 // corrections with who and when. Live `segment` events keep it current.
 
 import "./review.css";
-import { ApiError, fetchFirings, fetchSegments, getJSON, request } from "./api.js";
+import { ApiError, apiUrl, fetchFirings, fetchSegments, getJSON, request } from "./api.js";
 import { h, setText } from "./dom.js";
 import { dayEnd, dayStart, fmtDay, fmtDuration, fmtMinutes, fmtPct, fmtTime, isoDay, nowS, parseIsoDay } from "./format.js";
 import { ReviewTimeline } from "./timeline.js";
@@ -77,6 +77,8 @@ export class HistoryView {
     this.segBody = h("tbody");
     this.fireBody = h("tbody");
     this.corrBody = h("tbody");
+    this.exportLinks = h("div", { class: "export-links", dataset: { testid: "review-exports" } });
+    this.datasetNote = h("p", { class: "sub", dataset: { testid: "review-dataset-summary" } });
 
     root.append(
       h(
@@ -103,6 +105,13 @@ export class HistoryView {
       table("Segments", "history-segments", ["Start", "End", "Duration", "Label", "Status", "Confidence", "Model", "Review"], this.segBody),
       table("Corrections", "review-corrections", ["When", "Who", "Action", "What"], this.corrBody),
       table("Auto-mute firings", "history-firings", ["Time", "Action", "Reason", "Topic", "Payload"], this.fireBody),
+      h(
+        "section",
+        { class: "panel card" },
+        h("h3", {}, "Export this day ", h("span", { class: "sub", text: "segments for players and editors; reviewed keyframes for retraining (adbreak train)" })),
+        this.exportLinks,
+        this.datasetNote,
+      ),
     );
     setInterval(() => this.visible && this.isToday() && this.render(), 5000);
   }
@@ -203,6 +212,43 @@ export class HistoryView {
     }
     this.render();
     this.loadCorrections();
+    this.renderExports(token);
+  }
+
+  /** Download links for the shown day (up to now when it is today) and the training set's summary. */
+  async renderExports(token) {
+    const start = dayStart(this.date);
+    const end = Math.min(dayEnd(this.date), Math.ceil(nowS()));
+    const params = { device: this.device, start, end };
+    const have = this.device && this.segments.length > 0 && end > start;
+    const formats = [
+      ["csv", "Segments CSV"],
+      ["edl", "Kodi EDL"],
+      ["comskip", "Comskip .txt"],
+      ["ffmetadata", "Chapters (ffmetadata)"],
+    ];
+    const link = (testid, text, url, enabled, title) =>
+      enabled
+        ? h("a", { class: "btn", href: String(url), download: "", dataset: { testid } }, text)
+        : h("span", { class: "btn disabled", title, "aria-disabled": "true", dataset: { testid } }, text);
+    const items = formats.map(([f, text]) => link(`export-${f}`, text, apiUrl("export", { ...params, format: f }), have, "no segments on this day"));
+    this.exportLinks.replaceChildren(...items);
+    if (!this.device) {
+      setText(this.datasetNote, "");
+      return;
+    }
+    try {
+      const summary = await getJSON("dataset/summary", params);
+      if (token !== this.token) return;
+      const labels = Object.entries(summary.labels || {}).map(([k, v]) => `${v} ${k}`).join(", ");
+      this.exportLinks.append(link("export-dataset", "Training set (zip)", apiUrl("dataset", params), summary.trainable, summary.problem || ""));
+      setText(this.datasetNote, summary.trainable
+        ? `Training set: ${summary.frames} frames from reviewed segments (${labels}).`
+        : `Training set: ${summary.problem || "not enough reviewed frames; confirm or correct segments to add their keyframes"}`);
+    } catch (e) {
+      if (token !== this.token) return;
+      setText(this.datasetNote, `Training set unavailable: ${e.message}`);
+    }
   }
 
   async loadCorrections() {

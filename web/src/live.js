@@ -16,9 +16,17 @@ function blankDevice(name) {
   return { name, availability: null, state: null, model_version: null, last_seen: null, muted: false, last_seq: null };
 }
 
+/** The thresholds a device runs: its reported (else effective) settings, else the built-in defaults. */
+function thresholds(device) {
+  const s = device?.settings?.reported ?? device?.settings?.effective ?? {};
+  return { enter: s.enter_threshold ?? ENTER_THRESHOLD, exit: s.exit_threshold ?? EXIT_THRESHOLD };
+}
+
 class DeviceCard {
   constructor(device) {
     const n = device.name;
+    this.enterText = h("span", { dataset: { testid: `device-enter-${n}` } });
+    this.exitText = h("span", { dataset: { testid: `device-exit-${n}` } });
     this.name = n;
     this.device = device;
     this.segments = new Map(); // id -> Segment, today's
@@ -85,21 +93,34 @@ class DeviceCard {
             h("i", { class: "key key-smooth" }),
             "smoothed ",
             h("i", { class: "key key-enter" }),
-            `enter ${ENTER_THRESHOLD} `,
+            this.enterText,
             h("i", { class: "key key-exit" }),
-            `exit ${EXIT_THRESHOLD}`,
+            this.exitText,
           ),
         ),
         this.chartEl,
       ),
       h("section", { class: "panel" }, h("h3", {}, "Today ", this.timelineNote), this.timeline.el),
     );
+    const th = thresholds(device);
     this.chart = new ProbChart(this.chartEl, {
-      enter: ENTER_THRESHOLD,
-      exit: EXIT_THRESHOLD,
+      enter: th.enter,
+      exit: th.exit,
       windowS: CHART_WINDOW_S,
     });
+    this.setThresholds(th);
     this.render();
+  }
+
+  /** The decision thresholds the device runs (its reported settings), drawn on the chart and in its legend. */
+  setThresholds({ enter, exit }) {
+    setText(this.enterText, `enter ${enter} `);
+    setText(this.exitText, `exit ${exit}`);
+    if (this.chart.enter !== enter || this.chart.exit !== exit) {
+      this.chart.enter = enter;
+      this.chart.exit = exit;
+      this.chart.plot?.redraw();
+    }
   }
 
   /** "Now" on the device's clock: the browser clock corrected by the offset seen in its telemetry. */
@@ -109,6 +130,7 @@ class DeviceCard {
 
   setDevice(device) {
     this.device = { ...this.device, ...device };
+    this.setThresholds(thresholds(this.device));
     this.render();
   }
 
