@@ -167,6 +167,20 @@ def test_devices_view_shows_the_model_and_edits_settings(server, tmp_path):
             report(broker, "tv1")
             expect(page.get_by_test_id("devices-pending-tv1")).to_have_text("in effect")
 
+            # the auto-mute switch: off in the page -> off in the API and on the Home Assistant state topic
+            switch_state = Recorder(broker, "adbreak/tv1/automute/state")
+            toggle = page.get_by_test_id("devices-auto-mute-tv1")
+            expect(toggle).to_be_checked()
+            toggle.uncheck()
+            expect(page.get_by_test_id("devices-auto-mute-note-tv1")).to_contain_text("off")
+            assert api.get(f"{base}/api/v1/devices/tv1", timeout=5).json()["auto_mute"] is False
+            assert switch_state.wait_for(lambda ms: any(m.payload == b"OFF" for m in ms), 5)
+            toggle.check()
+            expect(page.get_by_test_id("devices-auto-mute-note-tv1")).to_have_text("on")
+            assert api.get(f"{base}/api/v1/devices/tv1", timeout=5).json()["auto_mute"] is True
+            assert switch_state.wait_for(lambda ms: ms and ms[-1].payload == b"ON", 5)
+            switch_state.close()
+
             # a phone-sized screen: no sideways scrolling
             page.set_viewport_size({"width": 390, "height": 900})
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")

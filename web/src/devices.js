@@ -52,6 +52,11 @@ class DeviceSettingsCard {
     this.pending = h("span", { class: "badge", dataset: { testid: `devices-pending-${n}` } });
     this.deviceError = h("p", { class: "devset-error", hidden: true, dataset: { testid: `devices-device-error-${n}` } });
     this.status = h("p", { class: "devset-status", role: "status", dataset: { testid: `devices-status-${n}` } });
+    this.autoMute = h("input", {
+      type: "checkbox", dataset: { testid: `devices-auto-mute-${n}` },
+      onchange: () => this.setAutoMute(this.autoMute.checked),
+    });
+    this.autoMuteNote = h("span", { class: "sub", role: "status", dataset: { testid: `devices-auto-mute-note-${n}` } });
 
     this.inputs = new Map(); // key -> {input, mark, note}
     const rows = FIELDS.map((f) => this.fieldRow(f));
@@ -81,6 +86,8 @@ class DeviceSettingsCard {
         h("div", {}, h("dt", { text: "State" }), h("dd", {}, this.state, " ", h("span", { class: "sub" }, this.since))),
         h("div", {}, h("dt", { text: "Model version" }), h("dd", {}, this.model)),
         h("div", {}, h("dt", { text: "Last seen" }), h("dd", {}, this.lastSeen)),
+        h("div", {}, h("dt", { text: "Auto-mute" }),
+          h("dd", {}, h("label", { class: "switch" }, this.autoMute, " mute this TV during ads"), " ", this.autoMuteNote)),
       ),
       h(
         "section",
@@ -186,9 +193,25 @@ class DeviceSettingsCard {
     return this.device.settings ?? { defaults: null, desired: null, reported: null, effective: {}, pending: false };
   }
 
+  async setAutoMute(enabled) {
+    this.autoMute.disabled = true;
+    setText(this.autoMuteNote, "");
+    try {
+      const device = await request("PUT", `devices/${encodeURIComponent(this.name)}/auto-mute`, { body: { enabled } });
+      this.device = { ...this.device, ...device };
+      setText(this.autoMuteNote, enabled ? "on" : "off (the fail-safe unmute still applies)");
+    } catch (e) {
+      this.autoMute.checked = !enabled;
+      setText(this.autoMuteNote, e.message);
+    } finally {
+      this.autoMute.disabled = false;
+    }
+  }
+
   render(fillInputs) {
     const d = this.device;
     const s = this.settings();
+    if (!this.autoMute.disabled) this.autoMute.checked = d.auto_mute !== false;
     const avail = d.availability ?? "unknown";
     setText(this.availability, avail);
     setVariant(this.availability, "avail", d.availability);
