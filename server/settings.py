@@ -151,6 +151,18 @@ class ServerSettings(BaseSettings):
         # overrides (the command line) > environment > the TOML file (model_config["toml_file"]) > defaults
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
+    @field_validator("admin_password", "secret_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v == "" else v  # e.g. `VAR=` in a compose file: generate one
+
+    @field_validator("admin_password")
+    @classmethod
+    def _check_admin_password(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 8:
+            raise ValueError("must have at least 8 characters")
+        return v
+
     @field_validator("mqtt_prefix")
     @classmethod
     def _check_prefix(cls, v: str) -> str:

@@ -113,3 +113,14 @@ def test_missing_and_malformed_files(tmp_path):
     cfg = write(tmp_path, "mqtt_port = = 3\n")
     with pytest.raises(AdbreakError, match="is not valid TOML"):
         load_settings(cfg)
+
+
+def test_admin_password_empty_is_unset_and_short_is_refused(monkeypatch):
+    monkeypatch.setenv("ADBREAK_SERVER_ADMIN_PASSWORD", "")  # `VAR=` in a compose file: a password is generated
+    assert load_settings().admin_password is None
+    monkeypatch.setenv("ADBREAK_SERVER_ADMIN_PASSWORD", "tiny")
+    with pytest.raises(AdbreakError, match="admin_password: must have at least 8 characters") as err:
+        load_settings()
+    assert "tiny" not in str(err.value)
+    monkeypatch.setenv("ADBREAK_SERVER_ADMIN_PASSWORD", "long enough")
+    assert load_settings().admin_password.get_secret_value() == "long enough"
