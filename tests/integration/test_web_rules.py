@@ -6,21 +6,17 @@ appear live in the audit log. Screenshots go to ``out/test-artifacts/rules-*.png
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
-import requests
 
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
 from tests.mqtt_support import find_free_port, mosquitto  # noqa: F401 - fixture
-from tests.server_support import ADMIN_PASSWORD, http_session
-from tests.support import ROOT, run_cli
+from tests.server_support import ServerProcess, http_session
+from tests.support import ROOT
 from tests.web_support import build_dashboard, launch_chromium, require_chromium, sign_in, wait_until
 
 DEVICE = "tv1"
@@ -33,35 +29,8 @@ PAYLOAD = "{{ label|upper }} on {{ device }} ({{ '%.2f'|format(confidence) }}, {
 def server(tmp_path, mosquitto):  # noqa: F811
     require_chromium()
     build_dashboard()
-    db = f"sqlite:///{tmp_path / 'adbreak.db'}"
-    proc = run_cli("db", "upgrade", "--db", db)
-    assert proc.returncode == 0, proc.stderr
-    port = find_free_port()
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    srv = subprocess.Popen(
-        [sys.executable, "-m", "adbreak", "server", "--db", db, "--mqtt", f"{mosquitto.host}:{mosquitto.port}",
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        env={**os.environ, "ADBREAK_SERVER_ADMIN_PASSWORD": ADMIN_PASSWORD,
-             "ADBREAK_SERVER_DATA_DIR": str(tmp_path / "server-data")})
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert srv.poll() is None, (tmp_path / "server.log").read_text()
-        try:
-            if requests.get(f"{base}/api/v1/health", timeout=2).json()["mqtt"]["connected"]:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "server did not come up"
-        time.sleep(0.2)
-    yield base, mosquitto
-    srv.terminate()
-    try:
-        srv.wait(15)
-    except subprocess.TimeoutExpired:
-        srv.kill()
-    log.close()
+    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port)) as srv:
+        yield srv.base, mosquitto
 
 
 class Mqtt:
