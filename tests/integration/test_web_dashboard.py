@@ -123,6 +123,10 @@ class FixtureServer:
         def corrections():  # the review view lists the day's corrections; this fixture stores none
             return {"corrections": []}
 
+        @app.get("/api/v1/dataset/summary")
+        def dataset_summary():  # the review view's export panel; this fixture has no reviewed keyframes
+            return {"frames": 0, "labels": {}, "trainable": False, "problem": "no reviewed keyframes"}
+
         @app.get("/")
         def index():
             return flask.send_from_directory(dist, "index.html")
