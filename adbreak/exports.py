@@ -37,6 +37,7 @@ from adbreak.segments import (
     read_segments,
     write_segments,
 )
+from adbreak.times import parse_instant
 
 FORMATS: tuple[str, ...] = ("csv", "edl", "comskip", "ffmetadata")
 EXTENSIONS = {"csv": "csv", "edl": "edl", "comskip": "txt", "ffmetadata": "ffmeta"}
@@ -157,25 +158,12 @@ def check_fps(fps: float) -> float:
     return fps
 
 
-_SPACED_OFFSET = re.compile(r" (\d\d(:?\d\d)?)$")
-
-
 def parse_when(text: str, name: str = "time") -> float:
     """Epoch seconds (``1795430000.5``) or ISO 8601 (a time without a zone is UTC), as the REST API takes them."""
-    value = text.strip()
     try:
-        t = float(value)
-    except ValueError:
-        try:
-            dt = datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", value))
-        except ValueError:
-            raise ExportError(f"{name} {text!r} is neither epoch seconds nor an ISO 8601 time") from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    if not math.isfinite(t):
-        raise ExportError(f"{name} {text!r} is not a finite number")
-    return t
+        return parse_instant(text)
+    except ValueError as exc:
+        raise ExportError(f"{name} {text!r} {exc}") from None
 
 
 def _check_tiling(segments: Sequence[Segment], duration: float) -> None:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import math
-import re
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, NotFound
 
 from adbreak import __version__
+from adbreak.times import parse_instant
 from adbreak.wire import DEVICE_RE
 from server.counters import RateLimitedLog
 from server.store import MAX_LIMIT
@@ -32,25 +30,12 @@ def runtime() -> Runtime:
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
-_SPACED_OFFSET = re.compile(r" (\d\d(:?\d\d)?)$")  # a '+' of "+01:00" that arrived unencoded as a space
-
-
 def parse_time(value: str, name: str) -> float:
     """Epoch seconds, or ISO 8601 (a time without a zone is UTC)."""
-    text = value.strip()
     try:
-        t = float(text)
-    except ValueError:
-        try:
-            dt = datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", text))
-        except ValueError:
-            raise BadRequest(f"{name}={value!r} is neither epoch seconds nor an ISO 8601 time") from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    if not math.isfinite(t):
-        raise BadRequest(f"{name}={value!r} is not a finite number")
-    return t
+        return parse_instant(value)
+    except ValueError as exc:
+        raise BadRequest(f"{name}={value!r} {exc}") from None
 
 
 def _params(allowed: tuple[str, ...]) -> dict[str, str]:
