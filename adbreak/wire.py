@@ -287,9 +287,12 @@ class DecisionSettings(BaseModel):
     min_program_s: Duration
 
 
-class SettingsSetPayload(_Payload):
-    """``settings/set``: decision settings for the device to run. A field left out stays as the device runs it; a
-    value replaces it; ``null`` returns it to the device's default. The server always sends every field."""
+class SettingsChanges(BaseModel):
+    """Changes to a device's decision settings (``edge.decision.DecisionConfig`` fields): a value replaces one,
+    ``null`` returns it to the device's default. The body of ``PUT /api/v1/devices/<name>/settings`` and the
+    settings part of :class:`SettingsSetPayload`."""
+
+    model_config = ConfigDict(extra="forbid")
 
     smoothing: Literal["window", "ema"] | None = None
     window_s: Duration | None = None
@@ -298,6 +301,11 @@ class SettingsSetPayload(_Payload):
     exit_threshold: Threshold | None = None
     min_ad_s: Duration | None = None
     min_program_s: Duration | None = None
+
+
+class SettingsSetPayload(SettingsChanges, _Payload):
+    """``settings/set``: decision settings for the device to run. A field left out stays as the device runs it; a
+    value replaces it; ``null`` returns it to the device's default. The server always sends every field."""
 
     def changes(self) -> dict[str, object]:
         """The fields given (``None`` = back to the default)."""

@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, current_app, jsonify, request, send_file
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
-from adbreak.wire import DEVICE_RE, Duration, Threshold
+from adbreak.wire import DEVICE_RE, SettingsChanges
 from server.api import _params, _window
 from server.auth import current_username
 from server.device_settings import SettingsError, UnknownDevice
@@ -85,18 +85,8 @@ def keyframe_jpeg(keyframe_id: int):
 
 
 # ---------------------------------------------------------------------------------------------------- settings
-class SettingsBody(BaseModel):
-    """``PUT /devices/<name>/settings``: any of the decision settings; ``null`` returns one to the default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    smoothing: Literal["window", "ema"] | None = None
-    window_s: Duration | None = None
-    ema_tau_s: Duration | None = None
-    enter_threshold: Threshold | None = None
-    exit_threshold: Threshold | None = None
-    min_ad_s: Duration | None = None
-    min_program_s: Duration | None = None
+SettingsBody = SettingsChanges
+"""``PUT /devices/<name>/settings``: any of the decision settings; ``null`` returns one to the default."""
 
 
 def _known(name: str) -> dict:
