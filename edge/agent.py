@@ -33,6 +33,7 @@ from edge.decision import DecisionConfig, Label, Transition
 from edge.frames_queue import DropOldestQueue, QueueClosed
 from edge.keyframes import KeyframeRecorder, Pick, build_keyframe
 from edge.mqtt import MqttLink, Publisher
+from edge.outbox import Outbox
 from edge.pipeline import FrameResult
 from edge.remote_settings import RemoteSettings
 from edge.settings import EdgeSettings
@@ -245,6 +246,7 @@ class EdgeAgent:
             device=s.device, topics=s.topics, host=s.mqtt_host, port=s.mqtt_port, keepalive_s=s.keepalive_s,
             username=s.mqtt_username,
             password=s.mqtt_password.get_secret_value() if s.mqtt_password else None, tls=s.mqtt_tls_options,
+            outbox=Outbox(s.state_dir, s.device),  # inside the device's lock (SequenceCounter): one agent writes it
             handlers={
                 s.topics.settings_set(s.device): self._settings_arrived,
                 **({s.mute_topic_resolved: actuator.handle} if actuator else {}),
@@ -300,8 +302,10 @@ class EdgeAgent:
             if actuator is not None:
                 actuator.stop()
             link.stop(Availability.OFFLINE if failure else Availability.STOPPED)
-        log.info("edge agent %s finished: %d frames analysed, %d dropped, %d events", s.device, self.frames,
-                 frames.dropped, announcer.event_count)
+        log.info("edge agent %s finished: %d frames analysed, %d dropped, %d events (%d acknowledged by the broker, "
+                 "%d left in the outbox, %d dropped from it, %d corrupt entries)", s.device, self.frames,
+                 frames.dropped, announcer.event_count, link.events_acked, link.outbox.depth if link.outbox else 0,
+                 link.events_dropped, link.outbox.corrupt if link.outbox else 0)
         if failure is not None:
             if isinstance(failure, AdbreakError | KeyboardInterrupt):
                 raise failure

@@ -8,9 +8,13 @@
   ``settings/set``).
 * ``connect_async`` + ``loop_start``: the agent starts detecting whether or not the broker is up;
   ``reconnect_delay_set(1, 30)``.
-* Events: QoS 1, not retained. paho keeps unacknowledged QoS-1 messages in memory and sends them again after a
-  reconnect, so an event decided while the broker is unreachable is delivered later (it is lost only if the process
-  dies first; the server de-duplicates by ``event_id``). State: retained, QoS 1, on change. Telemetry: QoS 0, only
+* Events: QoS 1, not retained, written to the durable outbox (``edge.outbox``) before anything else and removed
+  from it on the broker's PUBACK; the leftovers of an earlier run go first. Events are handed to paho **one at a
+  time**, the next only after the PUBACK of the one before (stop-and-wait): paho sends a message published while a
+  reconnect is under way straight away, *before* re-sending what was in flight, so with more than one event in
+  paho's hands a new event could overtake an old one and the server would refuse the old one as ``out_of_order``.
+  Events are a few a minute, so one round trip each costs nothing. paho re-sends the one in flight after a reconnect
+  (the server de-duplicates by ``event_id``). State: retained, QoS 1, on change. Telemetry: QoS 0, only
   while connected. Keyframes: QoS 1, not retained, only while connected (dropped and counted otherwise: pictures
   queued in memory through a long outage would break the memory bound). Settings state: retained, QoS 1.
 * Clean exit: retained ``stopped`` (or ``offline`` after a failure), wait for it and the pending events, disconnect.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -44,11 +48,13 @@ from adbreak.wire import (
     Topics,
     now,
 )
+from edge.outbox import MAX_ENTRIES, Outbox
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[bytes], None]
 REFRESH_AFTER_RECONNECT_S = 0.5
+OUTBOX_REPORT_S = 30.0  # how often a waiting outbox is reported in the log
 _EARLY_ACKS_KEPT = 1024
 
 
@@ -78,8 +84,9 @@ class MqttLink:
         client_id: str | None = None,
         handlers: Mapping[str, MessageHandler] | None = None,
         reconnect_min_s: int = 1,
-        reconnect_max_s: int = 30,
+        reconnect_max_s: int = 10,
         tls: TlsOptions | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.device = device
         self.topics = topics
@@ -101,6 +108,15 @@ class MqttLink:
         self._refresh_at: float | None = None
         self._stopping = False
         self.connects = 0
+        # Events: waiting in order (leftovers first), and the one paho holds (mid, event); see the module docstring.
+        self.outbox = outbox
+        self._pending: deque[EventPayload] = deque()
+        self._inflight: tuple[int, EventPayload] | None = None
+        self._sending = False
+        self.events_acked = 0
+        self.events_dropped = 0  # dropped to keep the outbox (or, without one, the memory queue) bounded
+        self._outbox_reported = 0.0
+        self._outbox_peak = 0
 
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -126,10 +142,16 @@ class MqttLink:
 
     # -- lifecycle
     def start(self) -> None:
-        """Connect in the background (the network thread keeps retrying until :meth:`stop`)."""
+        """Queue the outbox's leftovers (before any new event), then connect in the background (the network thread
+        keeps retrying until :meth:`stop`)."""
+        if self.outbox is not None:
+            leftovers = self.outbox.load()
+            with self._acks:
+                self._pending.extendleft(reversed(leftovers))
         log.info("connecting to MQTT broker %s:%d as %s", self.host, self.port, self.device)
         self._client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
         self._client.loop_start()
+        self._pump()  # the first leftover waits in paho's queue for the connection
 
     def wait_connected(self, timeout: float | None = None) -> bool:
         return self._connected.wait(timeout)
@@ -139,10 +161,11 @@ class MqttLink:
         return self._connected.is_set()
 
     def stop(self, availability: Availability = Availability.STOPPED, timeout: float = 5.0) -> bool:
-        """Publish the retained final availability, wait (up to ``timeout``) for it and every pending event to be
-        acknowledged, disconnect. Returns True when everything was delivered."""
+        """Wait (up to ``timeout`` in all) for every pending event to be acknowledged, publish the retained final
+        availability, wait for it, disconnect. Returns True when everything was delivered."""
         self._stopping = True
         deadline = time.monotonic() + timeout
+        self._wait_acked(deadline)  # the events first: the final availability must not overtake them
         if self.connected:
             info = self._client.publish(self._available_topic, availability.value, qos=1, retain=True)
             self._track(info, f"availability {availability.value}")
@@ -152,8 +175,14 @@ class MqttLink:
         delivered = self._wait_acked(deadline) and self.connected
         with self._acks:
             missing = sorted(self._unacked.values())
+            events = ([self._inflight[1]] if self._inflight else []) + list(self._pending)
         if missing:
             log.warning("not acknowledged by the broker before exit: %s", ", ".join(missing))
+        if events:
+            kept = (f"kept in the outbox {self.outbox.dir}: sent at the next start" if self.outbox is not None
+                    else "lost (no outbox)")
+            log.warning("%d event(s) not acknowledged by the broker before exit (seq %s); %s", len(events),
+                        ", ".join(str(e.seq) for e in events), kept)
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
@@ -168,10 +197,57 @@ class MqttLink:
                 self._send_state(payload)
 
     def publish_event(self, payload: EventPayload) -> None:
-        """QoS 1, not retained; queued in memory while the broker is unreachable."""
-        info = self._client.publish(self.topics.event(self.device), payload.to_bytes(), qos=1, retain=False)
-        self._track(info, f"event seq {payload.seq}")
+        """QoS 1, not retained: on disk in the outbox first (when there is one), then sent after every event before
+        it has been acknowledged; kept until the broker acknowledges it."""
+        dropped = self.outbox.add(payload) if self.outbox is not None else []
+        with self._acks:
+            self._pending.append(payload)
+            if self.outbox is None and len(self._pending) > MAX_ENTRIES:  # the same bound, in memory
+                dropped.append(self._pending.popleft().seq)
+                log.error("event queue full (%d): dropped the oldest event seq %d", MAX_ENTRIES, dropped[-1])
+            elif dropped:
+                gone = set(dropped)
+                self._pending = deque(e for e in self._pending if e.seq not in gone)
+            self.events_dropped += len(dropped)
         log.info("event %s seq=%d boundary_stream_t=%.2f", payload.type.value, payload.seq, payload.boundary_stream_t)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Hand the next waiting event to paho when none is in its hands. Never called with a lock of ours held:
+        paho runs on_publish with its own message lock held, and on_publish takes ``self._acks``."""
+        while True:
+            with self._acks:
+                if self._sending or self._inflight is not None or not self._pending:
+                    return
+                event = self._pending[0]
+                self._sending = True
+            try:
+                info = self._client.publish(self.topics.event(self.device), event.to_bytes(), qos=1, retain=False)
+            except Exception:  # a bug in paho's hands must not stop the queue for good
+                log.exception("cannot hand event seq %d to paho", event.seq)
+                with self._acks:
+                    self._sending = False
+                return
+            with self._acks:
+                self._sending = False
+                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    log.error("event seq %d not queued for the broker: %s; trying again later", event.seq,
+                              mqtt.error_string(info.rc))
+                    return
+                if self._pending and self._pending[0] is event:
+                    self._pending.popleft()
+                if self._early.pop(info.mid, 0) is not None:  # not acknowledged yet: paho holds it
+                    self._inflight = (info.mid, event)
+                    return
+            self._acked(event)  # acknowledged before publish() returned; on to the next one
+
+    def _acked(self, event: EventPayload) -> None:
+        if self.outbox is not None:
+            self.outbox.remove(event.seq)
+        with self._acks:
+            self.events_acked += 1
+            self._acks.notify_all()
+        log.debug("event seq %d acknowledged by the broker", event.seq)
 
     def publish_telemetry(self, payload: TelemetryPayload) -> None:
         """QoS 0, only while connected (a stale reading is worth nothing later)."""
@@ -196,7 +272,10 @@ class MqttLink:
                 self._send_settings_state(payload)
 
     def tick(self) -> None:
-        """Call now and then from the agent's loop: completes the state refresh after a reconnect."""
+        """Call now and then from the agent's loop: completes the state refresh after a reconnect, retries a waiting
+        event and reports a waiting outbox."""
+        self._pump()
+        self._report_waiting()
         with self._lock:
             due = self._refresh_at is not None and time.monotonic() >= self._refresh_at
             if due:
@@ -215,9 +294,29 @@ class MqttLink:
                 return  # acknowledged before publish() returned
             self._unacked[info.mid] = what
 
+    def _report_waiting(self) -> None:
+        waiting = self.events_waiting
+        t = time.monotonic()
+        if waiting and t - self._outbox_reported >= OUTBOX_REPORT_S:
+            self._outbox_reported = t
+            self._outbox_peak = max(self._outbox_peak, waiting)
+            where = f"in the outbox {self.outbox.dir}" if self.outbox is not None else "in memory"
+            log.warning("%d event(s) waiting for the broker's acknowledgement %s (%s)", waiting, where,
+                        "connected" if self.connected else "broker unreachable")
+        elif not waiting and self._outbox_peak:
+            log.info("event outbox drained (%d event(s) waited at the last report)", self._outbox_peak)
+            self._outbox_peak = 0
+            self._outbox_reported = 0.0
+
+    @property
+    def events_waiting(self) -> int:
+        """Events decided but not yet acknowledged by the broker (the outbox depth)."""
+        with self._acks:
+            return len(self._pending) + (self._inflight is not None)
+
     def _wait_acked(self, deadline: float) -> bool:
         with self._acks:
-            while self._unacked:
+            while self._unacked or self._pending or self._inflight is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -226,9 +325,9 @@ class MqttLink:
 
     @property
     def unacknowledged(self) -> int:
-        """Events (and the final availability) sent but not yet acknowledged by the broker."""
+        """Events (and the final availability, keyframes) not yet acknowledged by the broker."""
         with self._acks:
-            return len(self._unacked)
+            return len(self._unacked) + len(self._pending) + (self._inflight is not None)
 
     def _send_state(self, payload: StatePayload) -> None:  # holds self._lock
         fresh = payload.model_copy(update={"ts": now()})
@@ -279,12 +378,22 @@ class MqttLink:
                 log.error("the broker refused a subscription: %s", rc)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        event = None
         with self._acks:
-            if self._unacked.pop(mid, None) is None:
+            if self._inflight is not None and self._inflight[0] == mid:
+                event = self._inflight[1]
+                self._inflight = None
+            elif self._unacked.pop(mid, None) is None:
                 self._early[mid] = None  # a QoS-0 message, or an ack faster than publish() returned
                 while len(self._early) > _EARLY_ACKS_KEPT:
                     self._early.popitem(last=False)
             self._acks.notify_all()
+        if event is not None:
+            try:
+                self._acked(event)
+                self._pump()
+            except Exception:
+                log.exception("error after the acknowledgement of event seq %d", event.seq)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         handler = self._handlers.get(message.topic)
