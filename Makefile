@@ -34,8 +34,13 @@ demo: install web
 demo-offline: install
 	$(BIN)/adbreak demo --offline --out $(OUT)/demo-offline
 
+# the second pass runs the database tests again on PostgreSQL (127.0.0.1:5432, tests/db_support.py)
+PG_TESTS := tests/integration/test_server_migrations.py tests/unit/test_server_store.py \
+            tests/integration/test_server_api.py
+
 test: install web
 	$(BIN)/pytest
+	ADBREAK_TEST_DATABASE=postgresql $(BIN)/pytest -q $(PG_TESTS)
 
 test-unit: install
 	$(BIN)/pytest tests/unit -q

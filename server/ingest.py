@@ -15,6 +15,12 @@ Messages are applied in batches by one worker thread, the single writer:
 * if the transaction as a whole fails (the commit, or a savepoint that cannot be rolled back), nothing of it was
   stored and nothing of it was done: its messages are applied again one transaction each.
 
+Shared subscriptions (several servers, ``reorder_hold_s`` > 0): one device's events may reach two servers, and seq
+n+1 may be applied before seq n, which would then be refused as ``out_of_order``. So an event whose ``seq`` is
+beyond the next one expected is held: not applied, not acknowledged, and submitted again every
+:data:`HOLD_RETRY_S` until the gap is filled (by this server or another) or it has waited ``reorder_hold_s``; then
+it is applied over the gap (``docs/scaling.md``).
+
 Other writers queue a job (:meth:`Ingest.call`, e.g. the mute watchdog's look), so all writes come from one thread.
 Without a running worker (not started, or stopped) messages and jobs are applied at once in the caller's thread.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -41,6 +48,8 @@ BATCH_MAX = 256
 QUEUE_MAX = 1024
 """Messages waiting for the worker; beyond this ``submit`` waits."""
 FULL_LOG_S = 10.0
+HOLD_RETRY_S = 0.05
+"""A held event (see ``reorder_hold_s``) is tried again this often."""
 
 Job = Callable[[WriteBatch], object]
 _STOP = object()
@@ -66,6 +75,10 @@ class Ingest:
         self.rule_runner = None  # server.rule_runner.RuleRunner: user rules get the same triggers as AutoMute
         """Called with the ``Device`` dict after each commit that changed a device (e.g. Home Assistant discovery)."""
         self.batch_max = batch_max
+        self.reorder_hold_s = 0.0
+        """Hold an event that comes before the ones it follows for up to this long (0: never; shared subscriptions)."""
+        self._held: dict[str, float] = {}  # event id -> when it was first held (monotonic)
+        self._holding: set[str] = set()  # event ids held by the batch being applied (the applying thread's)
         self._queue: queue.Queue[Message | Job | object] = queue.Queue(maxsize=queue_max)
         self._rejects = RateLimitedLog(log)
         self._thread: threading.Thread | None = None
@@ -205,9 +218,11 @@ class Ingest:
         """Apply messages (and jobs) in one transaction, in this thread, in order; after the commit run their
         effects, then acknowledge the messages (every one, applied, refused or failed)."""
         coalesce = self.realtime.coalesce() if self.realtime is not None else nullcontext()
+        devices = {i.device for i in items if isinstance(i, Message) and i.device is not None}
+        self._holding = set()
         with coalesce:
             try:
-                with self.store.batch() as batch:
+                with self.store.batch(lock=devices) as batch:
                     for item in items:
                         self._apply_one(batch, item)
             except Exception:
@@ -215,13 +230,20 @@ class Ingest:
                     log.exception("applying %s failed; it is not stored", _describe(items[0]))
                 else:
                     log.exception("a batch of %d messages failed as a whole; applying them one by one", len(items))
+                    self._holding = set()
                     for item in items:
                         try:
-                            with self.store.batch() as batch:
+                            with self.store.batch(lock=[item.device] if isinstance(item, Message) and item.device
+                                                  else ()) as batch:
                                 self._apply_one(batch, item)
                         except Exception:
                             log.exception("applying %s failed; it is not stored", _describe(item))
         for item in items:
+            if self._holding and _held_id(item) in self._holding:
+                timer = threading.Timer(HOLD_RETRY_S, self.submit, (item,))
+                timer.daemon = True
+                timer.start()
+                continue  # not acknowledged: not applied yet
             ack = getattr(item, "ack", None)
             if ack is not None:
                 try:
@@ -307,7 +329,20 @@ class Ingest:
         self._push(batch, change)
 
     def _event(self, batch: WriteBatch, payload: EventPayload, retained: bool, received: float) -> None:
-        result = batch.ingest_event(payload, received)
+        hold = False
+        if self.reorder_hold_s > 0:
+            now = time.monotonic()
+            hold = now - self._held.get(payload.event_id, now) < self.reorder_hold_s
+        result = batch.ingest_event(payload, received, hold_gap=hold)
+        if result.status == "held":
+            if payload.event_id not in self._held:
+                self._held[payload.event_id] = time.monotonic()
+                batch.after_commit(self.store.counters.incr, "events_held")
+            self._holding.add(payload.event_id)
+            return
+        if self._held.pop(payload.event_id, None) is not None and not hold and result.ingested:
+            log.warning("%s: event seq %d waited %.1f s for the events before it; applied over the gap",
+                        payload.device, payload.seq, self.reorder_hold_s)
         if not result.ingested:
             self._rejected(payload.device, result.status, f"event {payload.event_id} (seq {payload.seq})")
             return
@@ -328,6 +363,10 @@ class Ingest:
             return
         if self.realtime is not None:
             batch.after_commit(self.realtime.telemetry, payload.model_dump(exclude={"v"}))
+
+
+def _held_id(item: object) -> str | None:
+    return getattr(item.payload, "event_id", None) if isinstance(item, Message) and item.kind is Kind.EVENT else None
 
 
 def _describe(item: object) -> str:

@@ -3,7 +3,20 @@ classes only describe them. Times are Unix epoch seconds (UTC) as floats, like t
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, MetaData, String, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    false,
+    text,
+    true,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -52,9 +65,9 @@ class Device(Base):
     """Server wall time of the last live message from the device."""
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     """Sequence number of the last event applied; events at or below it are out of order."""
-    muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Whether the last auto-mute command sent to the device was a mute."""
-    auto_mute: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
+    auto_mute: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     """Whether the auto-mute rule acts on this device (the Home Assistant switch; the fail-safe unmute always acts)."""
     settings: Mapped[str | None] = mapped_column(String(4096))
     """JSON object: the decision settings the user chose for the device (pushed to it on ``settings/set``)."""
@@ -101,7 +114,8 @@ class Segment(Base):
         CheckConstraint("(status = 'open') = (\"end\" IS NULL)", name="end_iff_not_open"),
         Index("ix_segments_device_id_start", "device_id", "start"),
         Index("ix_segments_start", "start"),
-        Index("uq_segments_open_device_id", "device_id", unique=True, sqlite_where=text("status = 'open'")),
+        Index("uq_segments_open_device_id", "device_id", unique=True, sqlite_where=text("status = 'open'"),
+              postgresql_where=text("status = 'open'")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -166,7 +180,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created: Mapped[float] = mapped_column(Float)
     last_login: Mapped[float | None] = mapped_column(Float)
 
@@ -184,7 +198,7 @@ class ApiToken(Base):
     """The token's first characters, to recognise it in a list."""
     created: Mapped[float] = mapped_column(Float)
     last_used: Mapped[float | None] = mapped_column(Float)
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AppSetting(Base):
@@ -254,7 +268,7 @@ class Rule(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     trigger: Mapped[str] = mapped_column(String(16))
     conditions: Mapped[str] = mapped_column(String(8192))
     actions: Mapped[str] = mapped_column(String(8192))
@@ -279,7 +293,7 @@ class RuleRun(Base):
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
     trigger: Mapped[str] = mapped_column(String(16))
     ts: Mapped[float] = mapped_column(Float)
-    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(String(8192))
     """JSON list, one entry per action: what was done and how it went."""

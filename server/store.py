@@ -26,6 +26,14 @@ once at import with bound parameters: building and compiling a statement per cal
 prebuilt one ~15 us. The single writer keeps each device's row and open segment in memory (read once, then kept
 in step with every write it makes); a rolled-back message or batch drops that cache, and the next read reloads it.
 One ``SegmentStore`` writes a database: one server per database file.
+
+On a database that several servers share (PostgreSQL, ``SegmentStore.shared``), that cache lives for one batch
+only: each batch locks the rows of the devices it writes (``SELECT ... FOR UPDATE``, the devices its messages name
+in name order at its start, any other on first use) and reads them afresh, so the sequence check and the opening
+and closing of segments of one device are serialised across processes. A lock conflict PostgreSQL resolves by
+failing a statement (deadlock, serialisation failure) fails the whole batch (:class:`BatchBroken`), so that no
+message of it is taken as applied. With ``hold_gap`` an event whose ``seq`` is beyond the next one expected is
+``held``: nothing is written, and the caller tries it again (the shared-subscription reorder hold, ``server.ingest``).
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adbreak.wire import Availability, EventPayload, StatePayload
@@ -111,11 +120,16 @@ _EVENT_FIELDS = ("event_id", "seq", "type", "boundary_ts", "decided_ts", "bounda
 _FIRING_FIELDS = ("rule", "action", "reason", "topic", "payload", "ts", "event_id")
 
 _SELECT_DEVICE = select(DEVICES).where(DEVICES.c.name == bindparam("name"))
+_SELECT_DEVICE_LOCKED = _SELECT_DEVICE.with_for_update()
+_LOCK_DEVICES = (select(DEVICES).where(DEVICES.c.name.in_(bindparam("names", expanding=True)))
+                 .order_by(DEVICES.c.name).with_for_update())
 _INSERT_DEVICE = insert(DEVICES)
+_INSERT_DEVICE_PG = pg_insert(DEVICES).on_conflict_do_nothing(index_elements=[DEVICES.c.name])
 _UPDATE_DEVICE = (update(DEVICES).where(DEVICES.c.id == bindparam("dev_id"))
                   .values({c: bindparam(f"new_{c}") for c in _DEVICE_STATE}))
 _EVENT_EXISTS = select(EVENTS.c.id).where(EVENTS.c.event_id == bindparam("event_id"))
 _INSERT_EVENT = insert(EVENTS)
+_INSERT_EVENT_PG = pg_insert(EVENTS).on_conflict_do_nothing().returning(EVENTS.c.id)  # no failed statement
 _SELECT_OPEN = select(SEGMENTS).where(SEGMENTS.c.device_id == bindparam("device_id"), SEGMENTS.c.status == "open")
 _LAST_END = select(func.max(SEGMENTS.c.end)).where(SEGMENTS.c.device_id == bindparam("device_id"))
 _INSERT_SEGMENT = insert(SEGMENTS)
@@ -129,6 +143,13 @@ _OPEN_SEGMENTS = (select(DEVICES.c.name, SEGMENTS.c.label, SEGMENTS.c.start, DEV
 _OPEN_SEGMENTS_OF = _OPEN_SEGMENTS.where(SEGMENTS.c.label == bindparam("label"))
 
 _SAVEPOINT = "adbreak_message"
+_LOCK_CONFLICTS = frozenset({"40P01", "40001", "55P03"})  # deadlock, serialisation failure, lock not available
+
+
+def lock_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is a conflict between concurrent transactions that PostgreSQL resolved by failing one of
+    them: nothing is wrong with the data, the transaction is to be tried again."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _LOCK_CONFLICTS
 _UNKNOWN = object()  # a cache miss (None is a cached "no open segment")
 
 
@@ -166,10 +187,12 @@ class WriteBatch:
         try:
             yield self
             self._flush()
-        except BaseException:
+        except BaseException as failure:
             del self._effects[mark:]
             self._dirty.clear()
             self.store._forget()
+            if lock_conflict(failure):  # the batch as a whole is to be tried again, not this message dropped
+                raise BatchBroken(f"lock conflict with another server: {failure.orig}") from failure
             try:
                 self.conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
                 self.conn.exec_driver_sql(f"RELEASE SAVEPOINT {_SAVEPOINT}")
@@ -203,7 +226,8 @@ class WriteBatch:
         """The device's row (the cached dict itself: change it only through :meth:`_set`)."""
         dev = self.store._devices.get(name)
         if dev is None:
-            row = self.conn.execute(_SELECT_DEVICE, {"name": name}).mappings().first()
+            query = _SELECT_DEVICE_LOCKED if self.store.shared else _SELECT_DEVICE
+            row = self.conn.execute(query, {"name": name}).mappings().first()
             if row is None:
                 return None
             dev = self.store._devices[name] = dict(row)
@@ -212,7 +236,9 @@ class WriteBatch:
     def _get_or_create(self, name: str) -> dict:
         dev = self._device(name)
         if dev is None:
-            self.conn.execute(_INSERT_DEVICE, {"name": name, "last_seq": 0, "muted": False})
+            # shared: another server may be creating it too; its row is then waited for and taken
+            self.conn.execute(_INSERT_DEVICE_PG if self.store.shared else _INSERT_DEVICE,
+                              {"name": name, "last_seq": 0, "muted": False})
             dev = self._device(name)
             assert dev is not None
             log.info("new device %s", name)
@@ -306,7 +332,16 @@ class WriteBatch:
         self._mark_known(device)
         return Change(device=store.device_dict(dev), opened=opened)
 
-    def ingest_event(self, payload: EventPayload, received_ts: float) -> IngestResult:
+    def lock(self, names: Iterable[str]) -> None:
+        """Shared database: lock (and read afresh) these devices' rows now, in name order, so that batches of
+        several servers that write the same devices wait for each other instead of deadlocking."""
+        wanted = sorted({n for n in names if n not in self.store._devices})
+        if not self.store.shared or not wanted:
+            return
+        for row in self.conn.execute(_LOCK_DEVICES, {"names": wanted}).mappings():
+            self.store._devices[row["name"]] = dict(row)
+
+    def ingest_event(self, payload: EventPayload, received_ts: float, *, hold_gap: bool = False) -> IngestResult:
         store = self.store
         device = payload.device
         if not store._allowed(device):
@@ -326,13 +361,22 @@ class WriteBatch:
             self._reject("out_of_order")
             log.debug("%s: event seq %d at or below the last applied %d", device, payload.seq, dev["last_seq"])
             return IngestResult(rejected="out_of_order", status="out_of_order")
+        if hold_gap and payload.seq > dev["last_seq"] + 1:
+            log.debug("%s: event seq %d held: the last applied is %d", device, payload.seq, dev["last_seq"])
+            return IngestResult(status="held")
 
         ev = {"event_id": payload.event_id, "seq": payload.seq, "type": payload.type.value,
               "boundary_ts": payload.boundary_ts, "decided_ts": payload.decided_ts,
               "boundary_stream_t": payload.boundary_stream_t, "decided_stream_t": payload.decided_stream_t,
               "confidence": payload.confidence, "model_version": payload.model_version, "received": received_ts}
         try:
-            self.conn.execute(_INSERT_EVENT, {"device_id": dev["id"], **ev})
+            if store.shared:
+                if self.conn.execute(_INSERT_EVENT_PG, {"device_id": dev["id"], **ev}).first() is None:
+                    if self._event_stored(payload.event_id):
+                        return self._duplicate()
+                    raise IntegrityError("INSERT INTO events", None, ValueError(f"seq {payload.seq} is taken"))
+            else:
+                self.conn.execute(_INSERT_EVENT, {"device_id": dev["id"], **ev})
         except IntegrityError:
             if self._event_stored(payload.event_id):
                 return self._duplicate()
@@ -454,6 +498,9 @@ class SegmentStore:
         self._sessions = sessions
         self.allowlist: frozenset[str] | None = frozenset(allowlist) if allowlist is not None else None
         self.counters = counters if counters is not None else Counters()
+        bind = sessions.kw.get("bind")
+        self.shared: bool = bind is not None and bind.dialect.name != "sqlite"
+        """Other servers may write the same database: device rows are locked per batch, nothing cached beyond it."""
         # re-entrant: an after-commit action (run while the lock is held, so actions keep the commit order) may write
         self._write_lock = threading.RLock()
         self._seen_lock = threading.Lock()
@@ -468,17 +515,21 @@ class SegmentStore:
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
-    def batch(self) -> Iterator[WriteBatch]:
+    def batch(self, lock: Iterable[str] = ()) -> Iterator[WriteBatch]:
         """One write transaction, for any number of writes (:meth:`WriteBatch.message` for one message each).
 
         Commits when the block ends, then runs the after-commit actions in order, still holding the write lock, so
         that actions of different batches keep the order of their commits. An exception rolls everything back (no
-        action runs) and propagates.
+        action runs) and propagates. On a shared database the devices named in ``lock`` are locked first
+        (:meth:`WriteBatch.lock`), and what an earlier batch cached is read again.
         """
         with self._write_lock:
+            if self.shared:
+                self._forget()
             try:
                 with self._sessions.begin() as s:
                     batch = WriteBatch(self, s.connection())
+                    batch.lock(lock)
                     yield batch
                     batch._flush()
             except BaseException:
@@ -514,6 +565,12 @@ class SegmentStore:
                 self._seen[name] = ts
             self._seen_persisted[name] = ts
         return {"last_seen": ts} if dev["last_seen"] is None or ts > dev["last_seen"] else {}
+
+    def heard_from(self, name: str) -> float | None:
+        """When this process last got a live sign of life of ``name`` (telemetry, an event, a live state; server
+        time), ``None`` if none since it started. Memory only: the mute watchdog's silence check."""
+        with self._seen_lock:
+            return self._seen.get(name)
 
     def _remember_seen(self, name: str, ts: float) -> bool:
         """Keep a sign of life in memory; whether it is due to be written (:data:`TOUCH_PERSIST_S`)."""

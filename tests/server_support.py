@@ -1,6 +1,7 @@
 """Helpers for tests of the server: a migrated SQLite file, the app, and clients signed in as the admin.
 
-* ``make_app(tmp_path, **settings)``: a Flask app on a fresh migrated SQLite file (no broker unless asked), with an
+* ``make_app(tmp_path, **settings)``: a Flask app on a fresh migrated database (a SQLite file, or a PostgreSQL
+  database with ``ADBREAK_TEST_DATABASE=postgresql``: ``tests/db_support.py``; no broker unless asked), with an
   admin user ``ADMIN`` / ``ADMIN_PASSWORD``.
 * ``SignedIn(app)``: Flask's test client signed in as the admin, sending the CSRF token on every state-changing
   request (``api.get / post / put / patch / delete``, same arguments as the test client).
@@ -17,13 +18,14 @@ import requests
 from server import db
 from server.app import create_app
 from server.settings import ServerSettings
+from tests.db_support import fresh_url
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "adbreak-test-password"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> ServerSettings:
-    url = overrides.pop("database_url", None) or f"sqlite:///{tmp_path / 'adbreak.db'}"
+    url = overrides.pop("database_url", None) or fresh_url(tmp_path)
     db.upgrade(url)
     values: dict[str, Any] = {
         "database_url": url,
@@ -98,17 +100,18 @@ def error_of(response, status: int) -> str:
 
 
 class ServerProcess:
-    """``adbreak server`` as a real process on a free port, on a freshly migrated SQLite file, with the test admin.
+    """``adbreak server`` as a real process on a free port, on a freshly migrated database (``fresh_url``; or ``db``,
+    e.g. one that several servers share), with the test admin.
 
     ``with ServerProcess(tmp_path, mqtt=(host, port)) as srv: srv.base ...``; its log is ``tmp_path/server.log``.
     """
 
     def __init__(self, tmp_path: Path, mqtt: tuple[str, int] = ("127.0.0.1", 1), *, env: dict[str, str] | None = None,
-                 wait_mqtt: bool = True) -> None:
+                 wait_mqtt: bool = True, db: str | None = None) -> None:
         from tests.mqtt_support import find_free_port
 
         self.tmp_path = tmp_path
-        self.db = f"sqlite:///{tmp_path / 'adbreak.db'}"
+        self.db = db or fresh_url(tmp_path)
         self.mqtt = mqtt
         self.port = find_free_port()
         self.base = f"http://127.0.0.1:{self.port}"

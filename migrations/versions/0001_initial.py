@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("model_version", sa.String(length=256), nullable=True),
         sa.Column("last_seen", sa.Float(), nullable=True),
         sa.Column("last_seq", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
-        sa.Column("muted", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("muted", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_devices")),
         sa.UniqueConstraint("name", name=op.f("uq_devices_name")),
         _one_of("availability", ("online", "offline", "stopped"), "ck_devices_availability"),
@@ -91,7 +91,8 @@ def upgrade() -> None:
     op.create_index("ix_segments_device_id_start", "segments", ["device_id", "start"])
     op.create_index("ix_segments_start", "segments", ["start"])
     op.create_index("uq_segments_open_device_id", "segments", ["device_id"], unique=True,
-                    sqlite_where=sa.text("status = 'open'"))
+                    sqlite_where=sa.text("status = 'open'"),
+                    postgresql_where=sa.text("status = 'open'"))
 
     op.create_table(
         "rule_firings",

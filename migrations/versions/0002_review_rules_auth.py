@@ -28,7 +28,7 @@ def _one_of(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstrai
 
 def upgrade() -> None:
     with op.batch_alter_table("devices") as batch:
-        batch.add_column(sa.Column("auto_mute", sa.Boolean(), server_default=sa.text("1"), nullable=False))
+        batch.add_column(sa.Column("auto_mute", sa.Boolean(), server_default=sa.true(), nullable=False))
         batch.add_column(sa.Column("settings", sa.String(length=4096), nullable=True))
         batch.add_column(sa.Column("settings_reported", sa.String(length=4096), nullable=True))
 
@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
         sa.Column("password_hash", sa.String(length=256), nullable=False),
-        sa.Column("is_admin", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("is_admin", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
         sa.Column("last_login", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
@@ -64,7 +64,7 @@ def upgrade() -> None:
         sa.Column("hint", sa.String(length=16), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
         sa.Column("last_used", sa.Float(), nullable=True),
-        sa.Column("revoked", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("revoked", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users"),
                                 ondelete="CASCADE"),
@@ -117,7 +117,7 @@ def upgrade() -> None:
         "rules",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("enabled", sa.Boolean(), server_default=sa.text("1"), nullable=False),
+        sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("trigger", sa.String(length=16), nullable=False),
         sa.Column("conditions", sa.String(length=8192), nullable=False),
         sa.Column("actions", sa.String(length=8192), nullable=False),
@@ -136,7 +136,7 @@ def upgrade() -> None:
         sa.Column("device_id", sa.Integer(), nullable=True),
         sa.Column("trigger", sa.String(length=16), nullable=False),
         sa.Column("ts", sa.Float(), nullable=False),
-        sa.Column("test", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("test", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("detail", sa.String(length=8192), nullable=False),
         sa.Column("event_id", sa.String(length=32), nullable=True),

@@ -1,4 +1,5 @@
-"""Alembic migrations on real SQLite files, and the `db upgrade` command."""
+"""Alembic migrations on real SQLite files (and on PostgreSQL with ``ADBREAK_TEST_DATABASE=postgresql``: the tests
+not marked ``sqlite_only``), and the `db upgrade` command."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from adbreak.errors import AdbreakError
 from adbreak.wire import Availability
 from server import db
 from server.models import Base
 from server.store import SegmentStore
+from tests.db_support import fresh_url, on_postgresql, query, sqlite_only
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +39,7 @@ def run_server_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+@sqlite_only
 def test_upgrade_creates_every_table_at_head(tmp_path):
     path = tmp_path / "sub" / "adbreak.db"
     assert db.current_revision(url_of(path)) is None
@@ -47,8 +52,22 @@ def test_upgrade_creates_every_table_at_head(tmp_path):
     assert not db.upgrade(url_of(path)).changed
 
 
+def test_upgrade_creates_every_table_at_head_on_either_engine(tmp_path):
+    url = fresh_url(tmp_path)
+    assert db.current_revision(url) is None
+    result = db.upgrade(url)
+    assert (result.from_revision, result.to_revision) == (None, db.head_revision())
+    engine = db.make_engine(url)
+    try:
+        assert set(inspect(engine).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
+    finally:
+        engine.dispose()
+    assert db.check_schema(url) == db.head_revision()
+    assert not db.upgrade(url).changed
+
+
 def test_the_migration_matches_the_models(tmp_path):
-    url = url_of(tmp_path / "adbreak.db")
+    url = fresh_url(tmp_path)
     db.upgrade(url)
     engine = db.make_engine(url)
     try:
@@ -57,8 +76,32 @@ def test_the_migration_matches_the_models(tmp_path):
     finally:
         engine.dispose()
     assert diff == []
+    command.check(db.alembic_config(url))  # `alembic check`: autogenerate finds nothing to do
 
 
+def test_one_open_segment_per_device_is_a_partial_unique_index(tmp_path):
+    """The index of ``uq_segments_open_device_id`` covers open segments only, on SQLite and on PostgreSQL."""
+    url = fresh_url(tmp_path)
+    db.upgrade(url)
+    store = SegmentStore(db.make_sessionmaker(engine := db.make_engine(url)))
+    try:
+        store.availability("tv1", Availability.ONLINE, 1.0)
+        with store.batch() as b:
+            dev = b.device_id("tv1")
+        insert = ("INSERT INTO segments (device_id, label, start, \"end\", status) "
+                  "VALUES (:d, 'ad', :s, :e, :st)")
+        with engine.begin() as conn:  # any number of closed ones
+            for start in (1.0, 2.0):
+                conn.execute(text(insert), {"d": dev, "s": start, "e": start + 1, "st": "closed"})
+            conn.execute(text(insert), {"d": dev, "s": 5.0, "e": None, "st": "open"})
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(insert), {"d": dev, "s": 6.0, "e": None, "st": "open"})
+        assert query(url, "SELECT count(*) FROM segments") == [(3,)]
+    finally:
+        engine.dispose()
+
+
+@sqlite_only
 def test_the_engine_sets_the_pragmas(tmp_path):
     url = url_of(tmp_path / "adbreak.db")
     db.upgrade(url)
@@ -75,13 +118,19 @@ def test_the_engine_sets_the_pragmas(tmp_path):
 
 
 def test_downgrade_removes_everything(tmp_path):
-    url = url_of(tmp_path / "adbreak.db")
+    url = fresh_url(tmp_path)
     db.upgrade(url)
     command.downgrade(db.alembic_config(url), "base")
-    assert tables(tmp_path / "adbreak.db") == {"alembic_version"}
+    engine = db.make_engine(url)
+    try:
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    finally:
+        engine.dispose()
     assert db.current_revision(url) is None
+    assert db.upgrade(url).to_revision == db.head_revision()  # and up again
 
 
+@sqlite_only
 @pytest.mark.parametrize("empty_file", [False, True])
 def test_check_schema_refuses_an_unmigrated_database(tmp_path, empty_file):
     path = tmp_path / "adbreak.db"
@@ -95,16 +144,21 @@ def test_check_schema_refuses_an_unmigrated_database(tmp_path, empty_file):
 
 
 def test_check_schema_refuses_a_newer_database(tmp_path):
-    path = tmp_path / "adbreak.db"
-    db.upgrade(url_of(path))
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = 'ffff'")
+    url = fresh_url(tmp_path)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    finally:
+        engine.dispose()
     with pytest.raises(AdbreakError, match="revision ffff, which this version of adbreak does not know"):
-        db.check_schema(url_of(path))
+        db.check_schema(url)
     with pytest.raises(AdbreakError, match="newer adbreak"):
-        db.upgrade(url_of(path))
+        db.upgrade(url)
 
 
+@sqlite_only
 def test_upgrade_backs_up_an_outdated_database_first(tmp_path):
     path = tmp_path / "adbreak.db"
     url = url_of(path)
@@ -118,6 +172,7 @@ def test_upgrade_backs_up_an_outdated_database_first(tmp_path):
     assert tables(path) >= set(Base.metadata.tables)
 
 
+@sqlite_only
 def test_backup_copies_the_data(tmp_path):
     path = tmp_path / "adbreak.db"
     url = url_of(path)
@@ -133,6 +188,7 @@ def test_backup_copies_the_data(tmp_path):
         assert conn.execute("SELECT name, availability FROM devices").fetchall() == [("tv1", "online")]
 
 
+@sqlite_only
 def test_upgrade_refuses_a_foreign_database(tmp_path):
     path = tmp_path / "other.db"
     with sqlite3.connect(path) as conn:
@@ -145,17 +201,18 @@ def test_upgrade_refuses_a_foreign_database(tmp_path):
 
 def test_cli_db_upgrade_and_server_refusal(tmp_path):
     path = tmp_path / "adbreak.db"
-    refused = run_server_cli("server", "--db", url_of(path), "--mqtt", "127.0.0.1:1", "--port", "1")
+    url = fresh_url(tmp_path)
+    refused = run_server_cli("server", "--db", url, "--mqtt", "127.0.0.1:1", "--port", "1")
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1, refused.stderr
     assert f"database at revision none, code needs {db.head_revision()}: run `adbreak db upgrade`" in lines[0]
-    assert not path.exists()
+    assert not path.exists() or on_postgresql()
 
-    up = run_server_cli("db", "upgrade", "--db", url_of(path))
+    up = run_server_cli("db", "upgrade", "--db", url)
     assert up.returncode == 0, up.stderr
     assert f"upgraded from revision none to {db.head_revision()}" in up.stdout
-    again = run_server_cli("db", "upgrade", "--db", url_of(path))
+    again = run_server_cli("db", "upgrade", "--db", url)
     assert again.returncode == 0 and "already at revision" in again.stdout
 
 

@@ -1,8 +1,8 @@
-"""SegmentStore on a real SQLite file migrated by Alembic: ingest rules, segments, counters, queries."""
+"""SegmentStore on a real database migrated by Alembic (a SQLite file; a PostgreSQL database with
+``ADBREAK_TEST_DATABASE=postgresql``, ``tests/db_support.py``): ingest rules, segments, counters, queries."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -13,15 +13,14 @@ from adbreak.wire import Availability, EventPayload, EventType, StatePayload, ne
 from server import db
 from server.models import Segment
 from server.store import SegmentStore
+from tests.db_support import migrated_url, on_postgresql, query
 
 T0 = 1_800_000_000.0
 
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'adbreak.db'}"
-    db.upgrade(url)
-    return url
+    return migrated_url(tmp_path)
 
 
 @pytest.fixture
@@ -49,8 +48,7 @@ def state(device: str, label: str, since: float, ts: float) -> StatePayload:
 
 
 def rows(db_url: str, sql: str) -> list[tuple]:
-    with sqlite3.connect(db.sqlite_path(db_url)) as conn:
-        return conn.execute(sql).fetchall()
+    return query(db_url, sql)
 
 
 # ---------------------------------------------------------------------------------------------------- devices
@@ -331,3 +329,67 @@ def test_concurrent_ingest_from_many_threads(store, db_url):
     assert store.counters.rejected("duplicate") == 100
     assert rows(db_url, "SELECT count(*) FROM segments") == [(100,)]
     assert rows(db_url, "SELECT count(*) FROM segments WHERE status = 'open'") == [(4,)]
+
+
+# ---------------------------------------------------------------------------------------------------- shared database
+def test_hold_gap_holds_an_event_beyond_the_next_and_writes_nothing(store, db_url):
+    store.availability("tv1", Availability.ONLINE, T0)
+    assert store.ingest_event(event("tv1", 1, "ad_start", T0 + 5), T0 + 6).ingested
+    third = event("tv1", 3, "ad_start", T0 + 30)
+    with store.batch() as b:
+        assert b.ingest_event(third, T0 + 31, hold_gap=True).status == "held"
+    assert rows(db_url, "SELECT seq FROM events ORDER BY seq") == [(1,)]
+    with store.batch() as b:
+        assert b.ingest_event(event("tv1", 2, "ad_end", T0 + 20), T0 + 21, hold_gap=True).ingested
+        assert b.ingest_event(third, T0 + 31, hold_gap=True).ingested  # the gap is filled
+    assert rows(db_url, "SELECT seq FROM events ORDER BY seq") == [(1,), (2,), (3,)]
+    with store.batch() as b:  # without the hold a gap is applied over, as before
+        assert b.ingest_event(event("tv1", 9, "ad_end", T0 + 90), T0 + 91).ingested
+    assert store.device("tv1")["last_seq"] == 9
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="servers share a database on PostgreSQL only")
+def test_two_servers_on_one_database_apply_each_event_once_in_order(db_url):
+    """Two stores on their own engines (two server processes) race to apply the same events of the same devices,
+    and batches that lock the devices in opposite orders: every event is stored once, each device's segments
+    follow its events, and no stale cache lets a seq through twice."""
+    engines = [db.make_engine(db_url) for _ in range(2)]
+    stores = [SegmentStore(db.make_sessionmaker(e)) for e in engines]
+    devices = [f"tv{i}" for i in range(4)]
+    for dev in devices:
+        stores[0].availability(dev, Availability.ONLINE, T0)
+    events = {dev: [event(dev, seq, "ad_start" if seq % 2 else "ad_end", T0 + seq * 10) for seq in range(1, 41)]
+              for dev in devices}
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def feed(store: SegmentStore, order: list[str]) -> None:
+        try:
+            for seq in range(40):
+                with store.batch(lock=order) as b:
+                    for dev in order:  # each batch names the devices in its own order
+                        with b.message():
+                            status = b.ingest_event(events[dev][seq], T0 + seq).status
+                        with lock:
+                            outcomes.append(status)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=feed, args=(stores[0], devices)),
+               threading.Thread(target=feed, args=(stores[1], devices[::-1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert outcomes.count("ingested") == 160 and outcomes.count("duplicate") == 160
+    assert rows(db_url, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(160, 160)]
+    assert rows(db_url, "SELECT count(*) FROM segments WHERE status = 'open'") == [(4,)]
+    assert rows(db_url, "SELECT min(last_seq), max(last_seq) FROM devices") == [(40, 40)]
+    for dev in devices:  # program, ad, program, ... each closed where the next opens
+        segs = stores[1].segments(device=dev)
+        assert len(segs) == 40
+        assert all(a["end"] == b["start"] for a, b in zip(segs, segs[1:], strict=False))
+    for e in engines:
+        e.dispose()
