@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mqtt", metavar="HOST:PORT", help="MQTT broker (127.0.0.1:1883)")
     p.add_argument("--prefix", metavar="PREFIX", help="MQTT topic prefix (adbreak)")
     p.add_argument("--keepalive", type=int, metavar="S", help="MQTT keepalive seconds; the 'offline' will follows "
-                   "1.5 x this after the agent vanishes (5)")
+                   "1.5 x this after the agent vanishes (2)")
     p.add_argument("--fps", type=_positive, help="analysis rate (default: the bundle's)")
     p.add_argument("--speed", type=_positive, metavar="X", help="replay speed of a video file (1)")
     p.add_argument("--loop", action="store_true", default=None, help="replay a video file forever")

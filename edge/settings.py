@@ -86,9 +86,10 @@ class EdgeSettings(BaseSettings):
         description="First topic level(s) of every topic: <prefix>/<device>/... (letters, digits, '-', '_', '/').",
     )
     keepalive_s: int = Field(
-        default=5, ge=1, le=65535, title="MQTT keepalive",
+        default=2, ge=1, le=65535, title="MQTT keepalive",
         description="Seconds between pings when idle. The broker declares the client gone, and publishes its "
-        "retained 'offline' will, after 1.5 x keepalive without a packet: ~7.5 s with the default.",
+        "retained 'offline' will, after 1.5 x keepalive without a packet: ~3 s with the default (Mosquitto 2.0 "
+        "may take a few seconds more).",
     )
     mqtt_tls: bool = Field(default=False, title="MQTT over TLS",
                            description="Connect to the broker with TLS (usually port 8883).")

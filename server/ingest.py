@@ -50,6 +50,8 @@ QUEUE_MAX = 1024
 FULL_LOG_S = 10.0
 HOLD_RETRY_S = 0.05
 """A held event (see ``reorder_hold_s``) is tried again this often."""
+LATE_EVENT_S = 15.0
+"""Default of ``Ingest.late_event_s`` (``ADBREAK_SERVER_LATE_EVENT_S``)."""
 
 Job = Callable[[WriteBatch], object]
 _STOP = object()
@@ -62,7 +64,8 @@ class JobRefused(Exception):
 
 class Ingest:
     def __init__(self, store: SegmentStore, rules: AutoMute | None, realtime: Realtime | None, *,
-                 batch_max: int = BATCH_MAX, queue_max: int = QUEUE_MAX) -> None:
+                 batch_max: int = BATCH_MAX, queue_max: int = QUEUE_MAX,
+                 late_event_s: float = LATE_EVENT_S) -> None:
         if batch_max < 1 or queue_max < 1:
             raise ValueError("batch_max and queue_max must be at least 1")
         self.store = store
@@ -79,6 +82,9 @@ class Ingest:
         """Hold an event that comes before the ones it follows for up to this long (0: never; shared subscriptions)."""
         self._held: dict[str, float] = {}  # event id -> when it was first held (monotonic)
         self._holding: set[str] = set()  # event ids held by the batch being applied (the applying thread's)
+        self.late_event_s = late_event_s
+        """An event received more than this many seconds after the edge decided it starts nothing (no mute, no
+        user rule; see ``server.rules``)."""
         self._queue: queue.Queue[Message | Job | object] = queue.Queue(maxsize=queue_max)
         self._rejects = RateLimitedLog(log)
         self._thread: threading.Thread | None = None
@@ -349,10 +355,17 @@ class Ingest:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: %s seq %d at %.3f", payload.device, payload.type.value, payload.seq, payload.boundary_ts)
         self._push(batch, result)
+        late_s = received - payload.decided_ts
+        late = late_s > self.late_event_s
+        if late and result.opened is not None:
+            batch.after_commit(log.info, "%s: %s seq %d arrived %.0f s after it was decided: stored, nothing fired",
+                               payload.device, payload.type.value, payload.seq, late_s)
+            batch.after_commit(self.store.counters.incr, "events_late")
         if self.rules is not None:
-            self.rules.on_event(result, retained=retained, batch=batch)
+            self.rules.on_event(result, retained=retained, late=late, batch=batch)
         if self.rule_runner is not None:
-            self.rule_runner.on_event(result, retained=retained, batch=batch)
+            self.rule_runner.on_event(result, retained=retained, late=f"late by {late_s:.0f} s" if late else None,
+                                      batch=batch)
 
     def _telemetry(self, batch: WriteBatch, payload: TelemetryPayload, retained: bool, received: float) -> None:
         if retained:  # a stale sample a misbehaving publisher retained: no sign of life, nothing to show

@@ -457,6 +457,8 @@ class Decisions:
     run: list[tuple[StoredRule, TriggerContext]] = field(default_factory=list)
     scheduled: list[Pending] = field(default_factory=list)
     cancelled: list[tuple[Pending, str]] = field(default_factory=list)
+    skipped: list[tuple[StoredRule, TriggerContext, str]] = field(default_factory=list)
+    """Rules that matched a late trigger (:meth:`RuleEngine.on_trigger` with ``late``): recorded, never run."""
 
 
 class RuleEngine:
@@ -514,8 +516,12 @@ class RuleEngine:
         self._pending = kept
         return cancelled
 
-    def on_trigger(self, ctx: TriggerContext) -> Decisions:
-        """A device entered a state: which rules run now, which wait for their re-check, which waits are over."""
+    def on_trigger(self, ctx: TriggerContext, *, late: str | None = None) -> Decisions:
+        """A device entered a state: which rules run now, which wait for their re-check, which waits are over.
+
+        ``late`` (why, e.g. "late by 42 s"): the trigger happened a while ago (a backlog after a restart or an
+        outage). The device's state is still followed, but the rules that match it are only reported as skipped:
+        acting on old news would mute, notify or switch at a random later time."""
         state = STATE_OF[ctx.trigger]
         previous = self._state.get(ctx.device)
         out = Decisions(cancelled=self.observe(ctx.device, state, ctx.ts))
@@ -528,7 +534,9 @@ class RuleEngine:
             if unmet_condition(spec.conditions, ctx, self.tz) is not None:
                 continue
             wait = spec.conditions.min_time_in_state_s
-            if wait > 0:
+            if late is not None:
+                out.skipped.append((rule, ctx, late))
+            elif wait > 0:
                 p = Pending(rule, ctx, ctx.ts + wait)
                 self._pending.append(p)
                 out.scheduled.append(p)

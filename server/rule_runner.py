@@ -300,8 +300,10 @@ class RuleRunner:
             self._submit(_Job(skipped_run(p.rule, p.ctx, reason, tz=self.tz, clock=self.clock)))
 
     # ------------------------------------------------------------------ triggers (the ingest worker, in its batch)
-    def on_event(self, result: IngestResult, *, retained: bool = False, batch: WriteBatch) -> None:
-        """An event was stored: if it opened a segment, its trigger is handed over after the commit."""
+    def on_event(self, result: IngestResult, *, retained: bool = False, late: str | None = None,
+                 batch: WriteBatch) -> None:
+        """An event was stored: if it opened a segment, its trigger is handed over after the commit. ``late`` (why):
+        the event reached the server long after the edge decided it; matching rules are recorded as skipped."""
         if retained or not result.ingested or result.opened is None:
             return
         opened, event = result.opened, result.event or {}
@@ -315,7 +317,7 @@ class RuleRunner:
             model_version=event.get("model_version", opened.get("model_version")),
             event_id=event.get("event_id"),
         )
-        batch.after_commit(self._trigger, ctx)
+        batch.after_commit(self._trigger, ctx, late)
 
     def on_availability(self, device: str, availability: Availability, *, retained: bool = False,
                         batch: WriteBatch) -> None:
@@ -329,17 +331,20 @@ class RuleRunner:
                              model_version=dev.get("model_version"))
         batch.after_commit(self._trigger, ctx)
 
-    def _trigger(self, ctx: TriggerContext) -> None:
+    def _trigger(self, ctx: TriggerContext, late: str | None = None) -> None:
         """After the commit (still on the ingest worker): decide, queue; never waits."""
         if self._stopped or (not self._running and self.ingest.running):
             log.info("rule trigger %s of %s dropped: the rule runner is not running", ctx.trigger, ctx.device)
             return
         with self._lock:
-            decided = self.engine.on_trigger(ctx)
+            decided = self.engine.on_trigger(ctx, late=late)
             if decided.scheduled:
                 self._lock.notify_all()
         for p, reason in decided.cancelled:
             self._submit(_Job(skipped_run(p.rule, p.ctx, reason, tz=self.tz, clock=self.clock)))
+        for rule, c, reason in decided.skipped:
+            log.info("rule %r not run for %s of %s: %s", rule.spec.name, c.trigger, c.device, reason)
+            self._submit(_Job(skipped_run(rule, c, reason, tz=self.tz, clock=self.clock)))
         for rule, c in decided.run:
             self._submit(_Job(Run(rule, c, tz=self.tz, prefix=self.prefix, clock=self.clock)))
 

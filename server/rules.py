@@ -11,10 +11,20 @@ retained), stores the firing and tells the realtime layer.
 * Fail-safe: the device went ``offline`` / ``stopped`` while muted: **unmute**.
 * Fail-safe: an ad segment has been open longer than ``max_ad_s`` while muted (a watchdog looks every second):
   **unmute**.
+* Fail-safe: a muted device in an ad has sent nothing (its telemetry comes every second) for ``silent_s`` while
+  the server is connected to the broker: **unmute** (reason ``offline``). The broker's ``offline`` will comes at
+  once when the edge process dies, but for a Pi that froze or lost power or network it waits for the keepalive, and
+  Mosquitto 2.0 may take several seconds more than 1.5 x keepalive to notice; this keeps the promise of an unmute
+  within 5 s of an edge's death. Silence is counted from this process's start at the earliest, so a restarted
+  server never unmutes before the device had the chance to be heard.
 * The device's auto-mute switch was turned off while muted: **unmute**. The unmutes (``ad_end`` and the fail-safes)
   apply whatever the switch says: it only stops new mutes.
 * Nothing fires from retained messages (a server restart replays the broker's retained availability and state):
   only messages that happen while the server runs fire.
+* A late event never mutes: one the server receives more than ``late_event_s`` after the edge decided it (the
+  broker's backlog after a server restart, an edge's outbox drained after an outage) is old news, and a mute sent
+  for it would come at a random later time (often after the ad, or with its ``ad_end`` right behind it). It may
+  still unmute (the safe direction), so a restart never leaves a TV muted.
 
 A firing is recorded in the write batch that decided it; the command goes to the broker only after that batch
 commits (so a command is never sent for a firing that was rolled back), in the order of the firings.
@@ -60,6 +70,8 @@ class SegmentOpened:
     label: str
     age_s: float = 0.0
     retained: bool = False
+    late: bool = False
+    """The event reached the server long after the edge decided it (see the module's notes)."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +82,11 @@ class AvailabilityChanged:
 
 @dataclass(frozen=True)
 class AdRunning:
-    """The watchdog's look at a device whose ad segment has been open ``open_s`` seconds."""
+    """The watchdog's look at a device whose ad segment has been open ``open_s`` seconds and which has not been
+    heard from for ``silent_s`` seconds."""
 
     open_s: float
+    silent_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,13 +105,15 @@ class Decision:
     reason: Reason
 
 
-def decide(muted: bool, trigger: Trigger, *, max_ad_s: float, auto_mute: bool = True) -> Decision | None:
+def decide(muted: bool, trigger: Trigger, *, max_ad_s: float, auto_mute: bool = True,
+           silent_s: float = 0.0) -> Decision | None:
     """Whether to send a command, given the device's mute state (the last command sent was a mute), its auto-mute
-    switch (``auto_mute``: off stops new mutes, never an unmute) and a trigger."""
+    switch (``auto_mute``: off stops new mutes, never an unmute) and a trigger. ``silent_s``: the silence after
+    which a muted device counts as gone (0: never)."""
     if getattr(trigger, "retained", False):
         return None
     match trigger:
-        case SegmentOpened(label="ad", age_s=age) if auto_mute and not muted and age < max_ad_s:
+        case SegmentOpened(label="ad", age_s=age, late=False) if auto_mute and not muted and age < max_ad_s:
             return Decision(Action.MUTE, Reason.AD_START)
         case SegmentOpened(label="program") if muted:
             return Decision(Action.UNMUTE, Reason.AD_END)
@@ -105,6 +121,8 @@ def decide(muted: bool, trigger: Trigger, *, max_ad_s: float, auto_mute: bool = 
             return Decision(Action.UNMUTE, Reason.OFFLINE)
         case AdRunning(open_s=open_s) if muted and open_s > max_ad_s:
             return Decision(Action.UNMUTE, Reason.MAX_AD_LENGTH)
+        case AdRunning(silent_s=silent) if muted and 0 < silent_s < silent:
+            return Decision(Action.UNMUTE, Reason.OFFLINE)
         case AutoMuteSwitched(enabled=False) if muted:
             return Decision(Action.UNMUTE, Reason.AUTO_MUTE_OFF)
     return None
@@ -123,6 +141,8 @@ class MuteConfig:
     payload_on: str = "ON"
     payload_off: str = "OFF"
     max_ad_s: float = 360.0
+    silent_s: float = 0.0
+    """Unmute a muted device not heard from for this long (0: off; see the module's notes)."""
 
     def topic(self, device: str) -> str:
         return self.topic_template.format(prefix=self.prefix, device=device)
@@ -144,8 +164,12 @@ class AutoMute:
     """
 
     def __init__(self, config: MuteConfig, store: SegmentStore, publish: Publish, *,
-                 on_firing: FiringListener | None = None, clock: Callable[[], float] = time.time) -> None:
+                 on_firing: FiringListener | None = None, clock: Callable[[], float] = time.time,
+                 connected: Callable[[], bool] | None = None) -> None:
         self.config = config
+        self._connected = connected
+        """Whether the server is connected to the broker now (the silence check needs it; None: always)."""
+        self._started = clock()
         self._store = store
         self._publish = publish
         self._on_firing = on_firing
@@ -155,12 +179,15 @@ class AutoMute:
         self._check_pending = threading.Event()
 
     # ------------------------------------------------------------------ triggers
-    def on_event(self, result: IngestResult, *, retained: bool = False, batch: WriteBatch | None = None) -> dict | None:
-        """After an event was ingested: mute on a new ad segment, unmute on a new program segment."""
+    def on_event(self, result: IngestResult, *, retained: bool = False, late: bool = False,
+                 batch: WriteBatch | None = None) -> dict | None:
+        """After an event was ingested: mute on a new ad segment (not for a ``late`` one), unmute on a new program
+        segment."""
         if not self.config.enabled or not result.ingested or result.opened is None:
             return None
         opened = result.opened
-        trigger = SegmentOpened(label=opened["label"], age_s=self._clock() - opened["start"], retained=retained)
+        trigger = SegmentOpened(label=opened["label"], age_s=self._clock() - opened["start"], retained=retained,
+                                late=late)
         event_id = result.event["event_id"] if result.event else None
         return self._apply(batch, opened["device"], trigger, event_id=event_id)
 
@@ -187,10 +214,19 @@ class AutoMute:
         fired = []
         for seg in batch.open_segments(label="ad"):
             if seg.muted:
-                f = self._apply(batch, seg.device, AdRunning(open_s=now - seg.start))
+                f = self._apply(batch, seg.device, AdRunning(open_s=now - seg.start,
+                                                             silent_s=self._silence(seg.device, now)))
                 if f is not None:
                     fired.append(f)
         return fired
+
+    def _silence(self, device: str, now: float) -> float:
+        """Seconds since ``device`` was last heard from, counted from this process's start at the earliest; 0 while
+        the server itself is cut off from the broker (then silence says nothing about the device)."""
+        if self.config.silent_s <= 0 or (self._connected is not None and not self._connected()):
+            return 0.0
+        heard = self._store.heard_from(device)
+        return max(0.0, now - max(heard if heard is not None else self._started, self._started))
 
     # ------------------------------------------------------------------ firing
     def _apply(self, batch: WriteBatch | None, device: str, trigger: Trigger, *,
@@ -199,7 +235,7 @@ class AutoMute:
             with self._store.batch() as b:
                 return self._apply(b, device, trigger, event_id=event_id)
         decision = decide(batch.is_muted(device), trigger, max_ad_s=self.config.max_ad_s,
-                          auto_mute=batch.auto_mute_enabled(device))
+                          auto_mute=batch.auto_mute_enabled(device), silent_s=self.config.silent_s)
         if decision is None:
             return None
         topic = self.config.topic(device)

@@ -88,6 +88,24 @@ class ServerSettings(BaseSettings):
         gt=0,
         allow_inf_nan=False,
     )
+    silent_unmute_s: float = Field(
+        default=3.0,
+        title="Silent device unmute",
+        description="Fail-safe: unmute a muted device that has sent nothing (telemetry comes every second) for this "
+        "many seconds while the server is connected to the broker, before the broker's 'offline' will may come "
+        "(0: off; keep it above the edges' telemetry interval).",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    late_event_s: float = Field(
+        default=15.0,
+        title="Late event",
+        description="An event received more than this many seconds after the edge decided it (a backlog after a "
+        "server restart or a broker outage) is stored but starts nothing: no mute, no user rule (recorded as "
+        "skipped); it may still unmute.",
+        gt=0,
+        allow_inf_nan=False,
+    )
     web_dir: Path = Field(default=DEFAULT_WEB_DIR, title="Dashboard folder",
                           description="The built dashboard (`make web` writes web/dist) served at /.")
     devices: Annotated[list[str] | None, NoDecode] = Field(
@@ -105,6 +123,23 @@ class ServerSettings(BaseSettings):
                                     description="Oldest keyframes are deleted beyond this total size.")
     keyframes_max_days: float = Field(default=30.0, title="Keyframe retention (days)", gt=0, allow_inf_nan=False,
                                       description="Keyframes older than this are deleted.")
+    retention_events_days: float = Field(
+        default=365.0, title="Event retention (days)", ge=0, allow_inf_nan=False,
+        description="Events and closed segments older than this are deleted (never an open segment, nor a "
+        "device's last event); 0 keeps them forever.")
+    retention_firings_days: float = Field(
+        default=90.0, title="Rule log retention (days)", ge=0, allow_inf_nan=False,
+        description="Mute commands sent (rule firings) and user-rule runs older than this are deleted; 0 keeps "
+        "them forever.")
+    retention_corrections_days: float = Field(
+        default=365.0, title="Correction log retention (days)", ge=0, allow_inf_nan=False,
+        description="Review corrections (the audit trail) older than this are deleted; 0 keeps them forever.")
+    retention_interval_s: float = Field(
+        default=3600.0, title="Retention interval (s)", ge=10, allow_inf_nan=False,
+        description="The retention job runs at start and then this often, in batches on the single writer.")
+    retention_batch_rows: int = Field(
+        default=2000, title="Retention batch (rows)", ge=1, le=100000,
+        description="At most this many rows per table in one retention step (one short transaction).")
     admin_username: str = Field(default="admin", title="First admin user", min_length=1, max_length=64,
                                 description="User created on first start when there is no user yet.")
     admin_password: SecretStr | None = Field(

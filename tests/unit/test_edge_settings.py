@@ -26,7 +26,7 @@ def clean_env(monkeypatch, tmp_path):
 def test_defaults(tmp_path):
     s = load_settings(**REQUIRED)
     assert isinstance(s, EdgeSettings)
-    assert (s.mqtt_host, s.mqtt_port, s.mqtt_prefix, s.keepalive_s) == ("127.0.0.1", 1883, "adbreak", 5)
+    assert (s.mqtt_host, s.mqtt_port, s.mqtt_prefix, s.keepalive_s) == ("127.0.0.1", 1883, "adbreak", 2)
     assert (s.queue_size, s.realtime, s.speed, s.loop, s.telemetry_interval_s) == (8, True, 1.0, False, 1.0)
     assert s.fps is None and s.duration_s is None and s.actuator is ActuatorKind.NONE
     assert s.state_dir == tmp_path / "xdg" / "adbreak"

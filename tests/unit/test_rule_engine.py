@@ -132,6 +132,18 @@ def test_matching_rules_run_at_once():
     assert [r.id for r, _ in engine.on_trigger(ctx("ad_end", ts=clock.t + 30)).run] == [2]
 
 
+def test_a_late_trigger_runs_nothing_but_reports_the_matching_rules_and_is_followed():
+    clock = Clock()
+    engine = RuleEngine(None, clock)
+    engine.set_rules([rule(1), rule(2, conditions={"min_time_in_state_s": 30}), rule(3, trigger="ad_end"),
+                      rule(4, conditions={"devices": ["den"]})])
+    decided = engine.on_trigger(ctx("ad_start", ts=clock.t), late="late by 40 s")
+    assert decided.run == [] and decided.scheduled == [] and engine.pending == []
+    assert [(r.id, reason) for r, _c, reason in decided.skipped] == [(1, "late by 40 s"), (2, "late by 40 s")]
+    # the device's state was followed all the same: the next live trigger of another state runs as usual
+    assert [r.id for r, _ in engine.on_trigger(ctx("ad_end", ts=clock.t + 5)).run] == [3]
+
+
 def test_min_time_in_state_kept_when_the_state_holds():
     clock = Clock()
     engine = RuleEngine(None, clock)

@@ -44,10 +44,26 @@ T0 = 1_800_000_000.0
         (True, AdRunning(open_s=MAX + 0.5), Decision(Action.UNMUTE, Reason.MAX_AD_LENGTH)),
         (True, AdRunning(open_s=MAX - 0.5), None),
         (False, AdRunning(open_s=MAX * 10), None),
+        # a late event (a backlog after a restart or an outage) never mutes, but still unmutes
+        (False, SegmentOpened("ad", late=True), None),
+        (True, SegmentOpened("program", late=True), Decision(Action.UNMUTE, Reason.AD_END)),
     ],
 )
 def test_decide(muted, trigger, expected):
     assert decide(muted, trigger, max_ad_s=MAX) == expected
+
+
+@pytest.mark.parametrize(
+    ("muted", "silent", "limit", "expected"),
+    [
+        (True, 3.5, 3.0, Decision(Action.UNMUTE, Reason.OFFLINE)),  # not heard from: counted as gone
+        (True, 2.5, 3.0, None),
+        (False, 30.0, 3.0, None),  # nothing to undo
+        (True, 30.0, 0.0, None),  # the silence check is off
+    ],
+)
+def test_decide_silence(muted, silent, limit, expected):
+    assert decide(muted, AdRunning(open_s=10.0, silent_s=silent), max_ad_s=MAX, silent_s=limit) == expected
 
 
 # ---------------------------------------------------------------------------------------------------- AutoMute
@@ -196,3 +212,50 @@ def test_a_command_not_handed_over_is_still_recorded(store, clock):
     store.availability("tv1", Availability.ONLINE, T0)
     assert rule.on_event(ingest(store, 1, "ad_start", T0))["action"] == "mute"
     assert store.is_muted("tv1")
+
+
+def test_late_ad_start_stores_but_does_not_mute_and_a_late_ad_end_still_unmutes(store, clock):
+    publish = Recorder()
+    rule, _ = make_rule(store, clock, publish)
+    store.availability("tv1", Availability.ONLINE, T0)
+    assert rule.on_event(ingest(store, 1, "ad_start", T0 - 40), late=True) is None
+    assert publish.sent == [] and not store.is_muted("tv1")
+    rule.on_event(ingest(store, 2, "ad_end", T0 - 20))  # live: nothing muted, nothing to undo
+    rule.on_event(ingest(store, 3, "ad_start", T0 - 2))  # live: mutes
+    assert publish.sent == [("adbreak/tv1/mute/set", "ON", 1, False)]
+    firing = rule.on_event(ingest(store, 4, "ad_end", T0 + 10), late=True)  # late, but the safe direction
+    assert firing is not None and firing["action"] == "unmute"
+    assert publish.sent[-1] == ("adbreak/tv1/mute/set", "OFF", 1, False) and not store.is_muted("tv1")
+
+
+def test_silence_unmutes_a_muted_device_only_when_the_server_hears_the_broker(store, clock):
+    publish = Recorder()
+    connected = [True]
+    rule = AutoMute(MuteConfig(max_ad_s=MAX, silent_s=3.0), store, publish, clock=clock,
+                    connected=lambda: connected[0])
+    store.availability("tv1", Availability.ONLINE, T0)
+    rule.on_event(ingest(store, 1, "ad_start", T0 - 2))  # heard at T0 - 1 (the event's arrival)
+    assert store.is_muted("tv1")
+    assert rule.check(T0 + 1.5) == []
+    assert store.touch("tv1", T0 + 1.5)  # telemetry: a sign of life
+    assert rule.check(T0 + 4.0) == []  # 2.5 s of silence
+    connected[0] = False
+    assert rule.check(T0 + 10.0) == []  # the server itself is cut off: silence proves nothing
+    connected[0] = True
+    fired = rule.check(T0 + 10.0)
+    assert [(f["action"], f["reason"]) for f in fired] == [("unmute", "offline")]
+    assert publish.sent[-1] == ("adbreak/tv1/mute/set", "OFF", 1, False) and not store.is_muted("tv1")
+
+
+def test_silence_counts_from_the_server_start_at_the_earliest(store, clock):
+    """A restarted server has heard nothing yet: it waits silent_s from its own start before calling a device gone."""
+    publish = Recorder()
+    first = AutoMute(MuteConfig(max_ad_s=MAX), store, publish, clock=clock)
+    store.availability("tv1", Availability.ONLINE, T0)
+    first.on_event(ingest(store, 1, "ad_start", T0 - 2))
+    assert store.is_muted("tv1")
+    clock.t = T0 + 60  # a new process, on the same database: nothing heard since its start
+    fresh = SegmentStore(store._sessions)
+    restarted = AutoMute(MuteConfig(max_ad_s=MAX, silent_s=3.0), fresh, publish, clock=clock)
+    assert restarted.check(T0 + 62) == []
+    assert [f["reason"] for f in restarted.check(T0 + 63.5)] == ["offline"]
