@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, NotFound
 
@@ -77,6 +80,22 @@ def _window(args: dict[str, str]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- routes
+OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
+
+
+@functools.cache
+def openapi_spec() -> dict:
+    """The OpenAPI 3.1 description of this API (``server/openapi.yaml``, hand-written; ``docs/api.md``)."""
+    with OPENAPI_PATH.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    _params(())
+    return jsonify(openapi_spec())
+
+
 @bp.get("/health")
 def health():
     rt = runtime()
@@ -135,6 +154,17 @@ def _is_api() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
+def _only_the_dashboard_matches() -> bool:
+    """Whether a 405 under ``/api`` comes from the dashboard's ``/<path:filename>`` (GET) alone: the path is no API
+    route at all, so the honest answer is 404."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        endpoint, _ = adapter.match(method="GET")
+    except HTTPException:
+        return False
+    return endpoint.startswith("web.")
+
+
 def _http_error(exc: HTTPException):
     if not _is_api():
         return exc
@@ -143,7 +173,10 @@ def _http_error(exc: HTTPException):
         message = f"too many requests ({exc.description}); try again later"
     if exc.code == 404 and exc.description == NotFound.description:
         message = f"no such resource: {request.path}"
-    if exc.code == 405:
+    if exc.code == 405 and _only_the_dashboard_matches():
+        exc = NotFound()  # e.g. POST /api/v1/rules/-1: no API route, only the dashboard's catch-all GET
+        message = f"no such resource: {request.path}"
+    elif exc.code == 405:
         message = f"method {request.method} not allowed on {request.path}"
     text = " ".join(str(message).split())
     if exc.code is not None and 400 <= exc.code < 500:

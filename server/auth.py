@@ -47,7 +47,8 @@ USERS = User.__table__
 TOKENS = ApiToken.__table__
 APP_SETTINGS = AppSetting.__table__
 
-PUBLIC = frozenset({"/api/v1/health", "/api/v1/auth/me", "/api/v1/auth/login", "/api/v1/auth/logout"})
+PUBLIC = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/auth/me", "/api/v1/auth/login",
+                    "/api/v1/auth/logout"})
 TOKEN_PREFIX = "adb_"
 MIN_PASSWORD = 8
 LAST_USED_EVERY_S = 60.0
