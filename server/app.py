@@ -33,6 +33,7 @@ from server.homeassistant import HaTopics, HomeAssistant
 from server.ingest import Ingest
 from server.keyframes import KeyframeStore
 from server.realtime import Realtime, create_socketio
+from server.retention import Retention, RetentionPolicy
 from server.rule_engine import zone
 from server.rule_runner import RuleRunner
 from server.rules import AutoMute, MuteConfig
@@ -57,6 +58,7 @@ class Runtime:
     rule_runner: RuleRunner | None = None
     homeassistant: HomeAssistant | None = None
     keyframes: KeyframeStore | None = None
+    retention: Retention | None = None
     device_settings: SettingsSync | None = None
     started: float = field(default_factory=time.monotonic)
     _running: bool = False
@@ -78,6 +80,8 @@ class Runtime:
             self.rule_runner.start()
         if self.keyframes is not None:
             self.keyframes.start(self.ingest.call)  # retention at start, then every minute, on the worker
+        if self.retention is not None:
+            self.retention.start(self.ingest.call)  # at start, then hourly, in bounded steps on the worker
 
     def stop(self) -> None:
         """Stop the watchdog, apply and acknowledge what was received, disconnect cleanly from the broker, stop the
@@ -90,6 +94,8 @@ class Runtime:
                 self.rule_runner.stop()  # before the flush: runs cut short are recorded
             if self.keyframes is not None:
                 self.keyframes.stop()
+            if self.retention is not None:
+                self.retention.stop()
             if not self.ingest.flush(timeout=30):
                 log.warning("stopping with messages not yet applied")
             self.bridge.stop()
@@ -176,6 +182,11 @@ def create_app(settings: ServerSettings, *, start_mqtt: bool = True) -> tuple[Fl
     runtime.auth = auth.init_app(app, runtime)  # before the other blueprints: every /api route is guarded
     runtime.rule_runner = rule_runner
     runtime.keyframes = keyframes
+    runtime.retention = Retention(
+        RetentionPolicy(events_days=settings.retention_events_days, firings_days=settings.retention_firings_days,
+                        corrections_days=settings.retention_corrections_days,
+                        batch_rows=settings.retention_batch_rows),
+        interval_s=settings.retention_interval_s)
     runtime.device_settings = device_settings
     app.register_blueprint(api.bp)
     app.register_blueprint(api_review.bp)

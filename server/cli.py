@@ -81,6 +81,55 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    """The retention job once, to the end (or only counted with --dry-run); optionally VACUUM an SQLite file."""
+    _server_imports()
+    overrides = {f"retention_{k}_days": getattr(args, f"{k}_days") for k in ("events", "firings", "corrections")}
+    settings = _settings(args, **overrides)
+    import time
+
+    from server import db
+    from server.retention import Retention, RetentionPolicy, count_due, file_bytes, vacuum_sqlite
+    from server.store import SegmentStore
+
+    url = settings.database_url
+    db.check_schema(url)
+    policy = RetentionPolicy(events_days=settings.retention_events_days, firings_days=settings.retention_firings_days,
+                             corrections_days=settings.retention_corrections_days,
+                             batch_rows=settings.retention_batch_rows)
+    path = db.sqlite_path(url)
+    if args.vacuum and path is None:
+        raise AdbreakError("--vacuum is for an SQLite file; PostgreSQL reclaims space with its own (auto)vacuum")
+    engine = db.make_engine(url)
+    try:
+        now = time.time()
+        if args.dry_run:
+            with engine.connect() as conn:
+                due = count_due(conn, policy, now)
+            print("would delete: " + ", ".join(f"{n} {t}" for t, n in due.items()))
+            return 0
+        done = Retention(policy, clock=lambda: now).run_pass(SegmentStore(db.make_sessionmaker(engine)))
+        print("deleted: " + ", ".join(f"{n} {t}" for t, n in done.items()))
+    finally:
+        engine.dispose()
+    if args.vacuum:
+        before, after = vacuum_sqlite(path)
+        print(f"vacuumed {path}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB (incremental auto-vacuum from now on)")
+    elif path is not None:
+        print(f"database file: {file_bytes(path) / 1e6:.1f} MB")
+    return 0
+
+
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {value}") from None
+    if not 0 <= days < float("inf"):
+        raise argparse.ArgumentTypeError(f"days must be >= 0 (0 keeps forever): {value}")
+    return days
+
+
 def _offline_runtime(args: argparse.Namespace):
     """The server's app without MQTT (for commands that change users and tokens in the database)."""
     settings = _settings(args)
@@ -201,7 +250,7 @@ def add_parsers(subparsers: Any, common_parent: argparse.ArgumentParser) -> None
             u.add_argument("--admin", action="store_true", help="the user may manage other users")
     p.set_defaults(func=cmd_user)
 
-    p = subparsers.add_parser("db", parents=[common_parent], help="database maintenance (upgrade)",
+    p = subparsers.add_parser("db", parents=[common_parent], help="database maintenance (upgrade, prune)",
                               description="Database maintenance.")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     u = dbsub.add_parser("upgrade", help="create the database or migrate it to the "
@@ -210,3 +259,16 @@ def add_parsers(subparsers: Any, common_parent: argparse.ArgumentParser) -> None
                          "is first copied to <file>.bak-<revision>-<timestamp>.")
     _add_config_options(u)
     u.set_defaults(func=cmd_db_upgrade)
+    u = dbsub.add_parser("prune", help="delete rows past the retention horizons now (the server does it hourly)",
+                         description="Deletes events and closed segments, rule firings and runs, and corrections "
+                         "older than the retention settings (docs/server.md), in short batches (the server may be "
+                         "running). Never an open segment nor a device's last event.")
+    _add_config_options(u)
+    u.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    u.add_argument("--events-days", type=_days, help="events and closed segments older than this (365; 0: keep)")
+    u.add_argument("--firings-days", type=_days, help="rule firings and runs older than this (90; 0: keep)")
+    u.add_argument("--corrections-days", type=_days, help="corrections older than this (365; 0: keep)")
+    u.add_argument("--vacuum", action="store_true",
+                   help="then rebuild the SQLite file (VACUUM) in incremental auto-vacuum mode, so that space freed "
+                   "from now on goes back to the file system; blocks writers while it runs")
+    u.set_defaults(func=cmd_db_prune)

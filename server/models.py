@@ -114,6 +114,8 @@ class Segment(Base):
         CheckConstraint("(status = 'open') = (\"end\" IS NULL)", name="end_iff_not_open"),
         Index("ix_segments_device_id_start", "device_id", "start"),
         Index("ix_segments_start", "start"),
+        Index("ix_segments_start_event_id", "start_event_id"),  # the retention job (migration 0003)
+        Index("ix_segments_end_event_id", "end_event_id"),
         Index("uq_segments_open_device_id", "device_id", unique=True, sqlite_where=text("status = 'open'"),
               postgresql_where=text("status = 'open'")),
     )
@@ -149,6 +151,7 @@ class RuleFiring(Base):
         _one_of("reason", REASONS, "reason"),
         Index("ix_rule_firings_device_id_ts", "device_id", "ts"),
         Index("ix_rule_firings_ts", "ts"),
+        Index("ix_rule_firings_event_id", "event_id"),  # the retention job (migration 0003)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
