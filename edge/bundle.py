@@ -97,6 +97,8 @@ class ModelBundle:
             meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise AdbreakError(f"{meta_path} is corrupt: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise AdbreakError(f"{meta_path} is corrupt: a JSON {type(meta).__name__}, not an object")
         if meta.get("format") != FORMAT:
             raise AdbreakError(f"{src} is not an adbreak model bundle")
         if meta.get("format_version") != FORMAT_VERSION:
@@ -123,12 +125,16 @@ class ModelBundle:
             decision = DecisionConfig.from_dict(meta.get("decision", {}))
         except (TypeError, ValueError) as exc:
             raise AdbreakError(f"model bundle {src}: bad decision settings: {exc}") from exc
+        try:
+            preprocessing = Preprocessing.from_dict(meta.get("preprocessing", {}))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise AdbreakError(f"model bundle {src}: bad preprocessing settings: {exc}") from exc
         return cls(
             path=src,
             meta=meta,
             head=head,
             backbone_path=backbone_path,
-            preprocessing=Preprocessing.from_dict(meta.get("preprocessing", {})),
+            preprocessing=preprocessing,
             decision=decision,
         )
 
