@@ -114,7 +114,7 @@ def create_app(settings: ServerSettings, *, start_mqtt: bool = True) -> tuple[Fl
 
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    socketio = create_socketio(app, store)
+    socketio = create_socketio(app, store, redis_url=settings.redis_url)
     realtime = Realtime(socketio)
 
     ingest = Ingest(store, rules=None, realtime=realtime)
@@ -129,10 +129,14 @@ def create_app(settings: ServerSettings, *, start_mqtt: bool = True) -> tuple[Fl
             tls=TlsOptions(settings.mqtt_ca_file, settings.mqtt_cert_file, settings.mqtt_key_file,
                            settings.mqtt_tls_insecure) if settings.mqtt_tls else None,
             status_topic=HaTopics(settings.mqtt_prefix, settings.ha_prefix).server_status,
+            share_group=settings.mqtt_share_group,
+            session_expiry_s=settings.mqtt_session_expiry_s,
         ),
         ingest,
         counters=counters,
     )
+    if settings.mqtt_share_group is not None:  # one device's events may reach two servers: wait for gaps to fill
+        ingest.reorder_hold_s = settings.reorder_hold_s
 
     def on_firing(firing: dict, device: dict) -> None:
         realtime.firing(firing)

@@ -20,6 +20,15 @@ their own (Home Assistant's status and the auto-mute switch's commands, ``server
 :meth:`MqttBridge.on_connected` listeners run after every (re)subscription. ``BrokerConfig.tls`` turns on TLS
 (``adbreak.mqtt_security``), ``BrokerConfig.status_topic`` publishes the server's own availability (retained
 ``online``; ``offline`` as the last will and on a clean stop).
+
+Several servers (``BrokerConfig.share_group``): the bridge speaks MQTT 5 (clean start off, a session expiry
+interval, the server's own client id) and subscribes the contract's topics as the shared subscription
+``$share/<group>/<filter>``, so the broker gives each live message to ONE server of the group. Retained messages
+are no business of shared subscriptions (MQTT 5 says they are not sent there; Mosquitto 2.0 sends them anyway), so
+the retained kinds (``available``, ``state``, ``settings/state``) are also subscribed plainly by every server, to
+read the devices' retained state at start. Subscription identifiers tell the two apart: from the shared
+subscription only live messages are taken, from the plain one only retained ones; the other copies are
+acknowledged and dropped. Topics added with :meth:`MqttBridge.add_route` stay plain (every server sees them).
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from adbreak.mqtt_security import TlsOptions, configure_tls, connect_failure, refusal_hint
 from adbreak.wire import (
@@ -61,6 +73,10 @@ log = logging.getLogger(__name__)
 SUBSCRIBED_KINDS = (Kind.AVAILABLE, Kind.STATE, Kind.EVENT, Kind.TELEMETRY, Kind.KEYFRAME, Kind.SETTINGS_STATE)
 SUBSCRIBE_QOS = 1
 KEEPALIVE_S = 30
+RETAINED_KINDS = (Kind.AVAILABLE, Kind.STATE, Kind.SETTINGS_STATE)
+"""Kinds devices publish retained: with a share group every server also subscribes them plainly."""
+SHARED_SUB_ID = 1
+PLAIN_SUB_ID = 2
 
 
 Parsed = Availability | StatePayload | EventPayload | TelemetryPayload | KeyframePayload | SettingsStatePayload
@@ -101,6 +117,11 @@ class BrokerConfig:
     status_topic: str | None = None
     """The server's own availability: retained ``online`` on every connect, ``offline`` as the last will and on a
     clean stop (``None``: none published)."""
+    share_group: str | None = None
+    """MQTT 5 shared subscriptions under this group name, for several servers (``None``: MQTT 3.1.1, one server)."""
+    session_expiry_s: int = 86400
+    """With a share group: how long the broker keeps this server's session (and queues its messages) while it is
+    away."""
 
 
 Route = Callable[[str, bytes, bool, Callable[[], None] | None], None]
@@ -131,8 +152,12 @@ class MqttBridge:
             Kind.KEYFRAME: lambda dev, raw: parse_keyframe(raw, dev),
             Kind.SETTINGS_STATE: lambda dev, raw: parse_settings_state(raw, dev),
         }
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, clean_session=False,
-                                  protocol=mqtt.MQTTv311, manual_ack=True)
+        if config.share_group is None:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, clean_session=False,
+                                      protocol=mqtt.MQTTv311, manual_ack=True)
+        else:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id,
+                                      protocol=mqtt.MQTTv5, manual_ack=True)
         if config.username is not None:
             self.client.username_pw_set(config.username, config.password)
         if config.tls is not None:
@@ -181,7 +206,13 @@ class MqttBridge:
             return
         self._started = True
         log.info("connecting to MQTT broker %s as %s", self.broker, self.config.client_id)
-        self.client.connect_async(self.config.host, self.config.port, keepalive=KEEPALIVE_S)
+        if self.config.share_group is None:
+            self.client.connect_async(self.config.host, self.config.port, keepalive=KEEPALIVE_S)
+        else:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.config.session_expiry_s
+            self.client.connect_async(self.config.host, self.config.port, keepalive=KEEPALIVE_S, clean_start=False,
+                                      properties=props)
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -220,13 +251,34 @@ class MqttBridge:
         log.info("connected to MQTT broker %s (session present: %s)", self.broker, flags.session_present)
         if self.config.status_topic is not None:
             client.publish(self.config.status_topic, "online", qos=1, retain=True)
-        filters = [(self.topics.wildcard(kind), SUBSCRIBE_QOS) for kind in SUBSCRIBED_KINDS]
-        filters += [(topic_filter, qos) for topic_filter, qos, _handler in self._routes]
-        rc, mid = client.subscribe(filters)
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            log.error("subscribe to %s failed: %s", [f for f, _ in filters], mqtt.error_string(rc))
+        if self.config.share_group is None:
+            filters = [(self.topics.wildcard(kind), SUBSCRIBE_QOS) for kind in SUBSCRIBED_KINDS]
+            filters += [(topic_filter, qos) for topic_filter, qos, _handler in self._routes]
+            rc, mid = client.subscribe(filters)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.error("subscribe to %s failed: %s", [f for f, _ in filters], mqtt.error_string(rc))
+                return
+            self._pending_sub = mid
             return
-        self._pending_sub = mid
+        # MQTT 5 allows one subscription identifier per SUBSCRIBE packet: three packets, the last one counted
+        group = self.config.share_group
+        plan = [
+            ([(f"$share/{group}/{self.topics.wildcard(k)}", SUBSCRIBE_QOS) for k in SUBSCRIBED_KINDS], SHARED_SUB_ID),
+            ([(self.topics.wildcard(k), SUBSCRIBE_QOS) for k in RETAINED_KINDS], PLAIN_SUB_ID),
+            ([(f, qos) for f, qos, _handler in self._routes], None),
+        ]
+        for filters, sub_id in plan:
+            if not filters:
+                continue
+            props = None
+            if sub_id is not None:
+                props = Properties(PacketTypes.SUBSCRIBE)
+                props.SubscriptionIdentifier = sub_id
+            rc, mid = client.subscribe([(f, SubscribeOptions(qos=qos)) for f, qos in filters], properties=props)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.error("subscribe to %s failed: %s", [f for f, _ in filters], mqtt.error_string(rc))
+                return
+            self._pending_sub = mid
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         log.warning("cannot reach MQTT broker %s: %s; retrying", self.broker, connect_failure())
@@ -239,7 +291,8 @@ class MqttBridge:
             log.error("MQTT broker %s refused subscriptions: %s", self.broker, ", ".join(failed))
             return
         self._subscribed.set()
-        log.info("subscribed to %s", ", ".join([self.topics.wildcard(k) for k in SUBSCRIBED_KINDS]
+        shared = f"$share/{self.config.share_group}/" if self.config.share_group is not None else ""
+        log.info("subscribed to %s", ", ".join([shared + self.topics.wildcard(k) for k in SUBSCRIBED_KINDS]
                                                + [f for f, _qos, _handler in self._routes]))
         for listener in self._connect_listeners:
             try:
@@ -256,6 +309,11 @@ class MqttBridge:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         ack = partial(self._ack, msg.mid, msg.qos, self._generation) if msg.qos > 0 else None
+        if self.config.share_group is not None and not self._wanted_copy(msg):
+            self.counters.incr("shared_copies_skipped")
+            if ack is not None:
+                ack()
+            return
         for topic_filter, _qos, handler in self._routes:
             if mqtt.topic_matches_sub(topic_filter, msg.topic):
                 try:
@@ -266,6 +324,15 @@ class MqttBridge:
                         ack()
                 return
         self.handle(msg.topic, msg.payload, retained=bool(msg.retain), ack=ack)
+
+    @staticmethod
+    def _wanted_copy(msg: mqtt.MQTTMessage) -> bool:
+        """With a share group: a live message from the shared subscription, a retained one from the plain one
+        (routes, which have no identifier, always)."""
+        ids = getattr(msg.properties, "SubscriptionIdentifier", None) or []
+        if not ids:
+            return True
+        return (PLAIN_SUB_ID in ids) if msg.retain else (SHARED_SUB_ID in ids)
 
     def _ack(self, mid: int, qos: int, generation: int) -> None:
         """Acknowledge a message to the broker (any thread); not on a later connection than the one it came on."""

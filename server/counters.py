@@ -11,7 +11,9 @@ from collections.abc import Callable
 from adbreak.wire import REJECT_REASONS
 
 COUNTER_NAMES = ("received", "events_ingested", "rule_firings", "keyframes_stored", "keyframes_deleted",
-                 "settings_sent")
+                 "settings_sent",
+                 "events_held",  # shared subscriptions: events that waited for the ones before them (server.ingest)
+                 "shared_copies_skipped")  # shared subscriptions: the copy of a message the other subscription takes
 
 
 class Counters:

@@ -18,8 +18,8 @@ Messages are applied in batches by one worker thread, the single writer:
 Shared subscriptions (several servers, ``reorder_hold_s`` > 0): one device's events may reach two servers, and seq
 n+1 may be applied before seq n, which would then be refused as ``out_of_order``. So an event whose ``seq`` is
 beyond the next one expected is held: not applied, not acknowledged, and submitted again every
-:data:`HOLD_RETRY_S` until the gap is filled (by this server or another) or it has waited ``reorder_hold_s``; then
-it is applied over the gap (``docs/scaling.md``).
+:data:`HOLD_RETRY_S` until the gap is filled (by this server or another), or until the device's sequence has not
+moved for ``reorder_hold_s``; then it is applied over the gap (``docs/scaling.md``).
 
 Other writers queue a job (:meth:`Ingest.call`, e.g. the mute watchdog's look), so all writes come from one thread.
 Without a running worker (not started, or stopped) messages and jobs are applied at once in the caller's thread.
@@ -48,7 +48,7 @@ BATCH_MAX = 256
 QUEUE_MAX = 1024
 """Messages waiting for the worker; beyond this ``submit`` waits."""
 FULL_LOG_S = 10.0
-HOLD_RETRY_S = 0.05
+HOLD_RETRY_S = 0.02
 """A held event (see ``reorder_hold_s``) is tried again this often."""
 LATE_EVENT_S = 15.0
 """Default of ``Ingest.late_event_s`` (``ADBREAK_SERVER_LATE_EVENT_S``)."""
@@ -80,7 +80,7 @@ class Ingest:
         self.batch_max = batch_max
         self.reorder_hold_s = 0.0
         """Hold an event that comes before the ones it follows for up to this long (0: never; shared subscriptions)."""
-        self._held: dict[str, float] = {}  # event id -> when it was first held (monotonic)
+        self._held: dict[str, tuple[float, int]] = {}  # event id -> (held since, the device's last seq then)
         self._holding: set[str] = set()  # event ids held by the batch being applied (the applying thread's)
         self.late_event_s = late_event_s
         """An event received more than this many seconds after the edge decided it starts nothing (no mute, no
@@ -338,16 +338,19 @@ class Ingest:
         hold = False
         if self.reorder_hold_s > 0:
             now = time.monotonic()
-            hold = now - self._held.get(payload.event_id, now) < self.reorder_hold_s
+            hold = now - self._held.get(payload.event_id, (now, 0))[0] < self.reorder_hold_s
         result = batch.ingest_event(payload, received, hold_gap=hold)
         if result.status == "held":
-            if payload.event_id not in self._held:
-                self._held[payload.event_id] = time.monotonic()
+            last_seq = result.device["last_seq"] if result.device is not None else 0
+            since, seen = self._held.get(payload.event_id, (None, None))
+            if since is None:
                 batch.after_commit(self.store.counters.incr, "events_held")
+            if since is None or seen != last_seq:  # the device moved on: the gap is filling, wait on
+                self._held[payload.event_id] = (time.monotonic(), last_seq)
             self._holding.add(payload.event_id)
             return
         if self._held.pop(payload.event_id, None) is not None and not hold and result.ingested:
-            log.warning("%s: event seq %d waited %.1f s for the events before it; applied over the gap",
+            log.warning("%s: event seq %d waited %.1f s for the events before it in vain; applied over the gap",
                         payload.device, payload.seq, self.reorder_hold_s)
         if not result.ingested:
             self._rejected(payload.device, result.status, f"event {payload.event_id} (seq {payload.seq})")

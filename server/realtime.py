@@ -4,6 +4,10 @@ On connect a client gets ``hello`` ``{"devices": [Device]}``; afterwards ``devic
 ``firing`` as things happen. Emits come from the ingest worker after each batch commits (and from a thread that
 writes on its own, e.g. the watchdog of a store without a worker); Flask-SocketIO broadcasts them to every client of
 the namespace ``/``. Within :meth:`Realtime.coalesce` (one ingest batch) a device is pushed once, in its last state.
+
+Several servers: with a Redis URL (``ADBREAK_SERVER_REDIS_URL``) Flask-SocketIO's message queue carries every emit
+through Redis pub/sub to every server, each of which sends it to its own browsers: a browser connected to server B
+sees what server A ingested.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from contextlib import contextmanager
 from flask import Flask
 from flask_socketio import SocketIO, emit
 
+from adbreak.errors import AdbreakError
 from server.store import SegmentStore
 
 log = logging.getLogger(__name__)
@@ -26,9 +31,13 @@ TELEMETRY_MIN_INTERVAL_S = 0.2
 """At most 5 telemetry pushes per second per device; the rest are dropped."""
 
 
-def create_socketio(app: Flask, store: SegmentStore) -> SocketIO:
-    """A Socket.IO server bound to ``app`` that greets each client with the devices."""
-    socketio = SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
+def create_socketio(app: Flask, store: SegmentStore, *, redis_url: str | None = None) -> SocketIO:
+    """A Socket.IO server bound to ``app`` that greets each client with the devices; with ``redis_url`` its emits
+    go through Redis to the clients of every server sharing it (:class:`AdbreakError` if Redis cannot be reached)."""
+    if redis_url is not None:
+        check_redis(redis_url)
+    socketio = SocketIO(app, async_mode="threading", logger=False, engineio_logger=False, message_queue=redis_url,
+                        channel="adbreak-socketio")
 
     @socketio.on("connect", namespace=NAMESPACE)
     def _on_connect(auth=None) -> bool:
@@ -41,6 +50,22 @@ def create_socketio(app: Flask, store: SegmentStore) -> SocketIO:
         return True
 
     return socketio
+
+
+def check_redis(url: str, timeout_s: float = 5.0) -> None:
+    """One line (:class:`AdbreakError`) if Redis at ``url`` does not answer a PING."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    except ValueError as exc:
+        raise AdbreakError(f"bad Redis URL {url!r}: {exc}") from None
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise AdbreakError(f"cannot reach Redis at {url}: {exc}") from None
+    finally:
+        client.close()
 
 
 class Throttle:

@@ -47,8 +47,9 @@ class ServerSettings(BaseSettings):
     database_url: str = Field(
         default="sqlite:///adbreak.db",
         title="Database URL",
-        description="SQLAlchemy URL of the database; SQLite is the supported engine (a relative path is relative "
-        "to the working directory). Create or upgrade it with `adbreak db upgrade`.",
+        description="SQLAlchemy URL of the database: SQLite (`sqlite:///adbreak.db`, a relative path is relative "
+        "to the working directory) or PostgreSQL (`postgresql+psycopg://user:password@host:5432/adbreak`, which "
+        "several servers may share). Create or upgrade it with `adbreak db upgrade`.",
         min_length=1,
     )
     mqtt_host: str = Field(default="127.0.0.1", title="MQTT broker host", description="Host name or address.",
@@ -68,6 +69,29 @@ class ServerSettings(BaseSettings):
         min_length=1,
         max_length=128,
     )
+    mqtt_share_group: str | None = Field(
+        default=None,
+        title="MQTT shared-subscription group",
+        description="Run as one of several servers: connect with MQTT 5 and share the ingestion through the shared "
+        "subscription `$share/<group>/...` (every server of the group: the same group, the same PostgreSQL "
+        "database, the same Redis, its own mqtt_client_id). Unset: MQTT 3.1.1, one server.",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^/+#]+$",
+    )
+    mqtt_session_expiry_s: int = Field(
+        default=86400, ge=0, le=2**32 - 1, title="MQTT session expiry (s)",
+        description="With a share group (MQTT 5): how long the broker keeps a server's session and its queued "
+        "messages while the server is away.")
+    reorder_hold_s: float = Field(
+        default=10.0, ge=0, le=120, allow_inf_nan=False, title="Reorder hold (s)",
+        description="With a share group: an event that arrives before the events it follows (another server has "
+        "them) waits, unacknowledged, while the device's sequence moves; after this long without progress it is "
+        "applied over the gap.")
+    redis_url: str | None = Field(
+        default=None, title="Redis URL",
+        description="Redis (`redis://host:6379/0`) that carries Socket.IO pushes between servers, so a browser on "
+        "any server sees what every server ingests. Unset: pushes stay in this process.")
     host: str = Field(default="0.0.0.0", title="HTTP listen address",
                       description="Address the API, Socket.IO and dashboard listen on (0.0.0.0: every interface).")
     port: Port = Field(default=8080, title="HTTP port", description="Port the API, Socket.IO and dashboard listen on.")

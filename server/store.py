@@ -363,7 +363,7 @@ class WriteBatch:
             return IngestResult(rejected="out_of_order", status="out_of_order")
         if hold_gap and payload.seq > dev["last_seq"] + 1:
             log.debug("%s: event seq %d held: the last applied is %d", device, payload.seq, dev["last_seq"])
-            return IngestResult(status="held")
+            return IngestResult(status="held", device=store.device_dict(dev))
 
         ev = {"event_id": payload.event_id, "seq": payload.seq, "type": payload.type.value,
               "boundary_ts": payload.boundary_ts, "decided_ts": payload.decided_ts,
