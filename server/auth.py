@@ -35,7 +35,7 @@ from werkzeug.exceptions import BadRequest, Conflict, Forbidden, NotFound, Unaut
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.ingest import JobRefused
-from server.models import ApiToken, AppSetting, User
+from server.models import ApiToken, AppSetting, User, UserSession
 
 if TYPE_CHECKING:
     from server.app import Runtime
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 USERS = User.__table__
 TOKENS = ApiToken.__table__
+SESSIONS = UserSession.__table__
 APP_SETTINGS = AppSetting.__table__
 
 PUBLIC = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/auth/me", "/api/v1/auth/login",
@@ -65,9 +66,12 @@ class SignedInUser(UserMixin):
     username: str
     is_admin: bool
     via_token: bool = False
+    sid: str | None = None
+    """The browser session's id (``user_sessions``); ``None`` for a token."""
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What the session (and remember-me) cookie carries: ``<user id>:<session id>``."""
+        return f"{self.id}:{self.sid}" if self.sid else str(self.id)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "username": self.username, "is_admin": self.is_admin}
@@ -160,6 +164,33 @@ class Auth:
             row = conn.execute(select(USERS).where(USERS.c.id == user_id)).first()
         return _user_from_row(row) if row is not None else None
 
+    def session_user(self, user_id: int, sid: str) -> SignedInUser | None:
+        """The user of a browser session, if that session was not ended (signed out, password changed)."""
+        q = (select(USERS).join_from(SESSIONS, USERS, SESSIONS.c.user_id == USERS.c.id)
+             .where(SESSIONS.c.sid_hash == hash_token(sid), SESSIONS.c.user_id == user_id))
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        return SignedInUser(id=row.id, username=row.username, is_admin=bool(row.is_admin), sid=sid)
+
+    def start_session(self, user: SignedInUser) -> SignedInUser:
+        """Record a new browser session of ``user``; the user, carrying its id."""
+        sid = secrets.token_urlsafe(32)
+        now = time.time()
+        self.runtime.ingest.run(lambda batch: batch.conn.execute(
+            insert(SESSIONS).values(user_id=user.id, sid_hash=hash_token(sid), created=now)))
+        return SignedInUser(id=user.id, username=user.username, is_admin=user.is_admin, sid=sid)
+
+    def end_sessions(self, user_id: int, *, only: str | None = None, keep: str | None = None) -> None:
+        """End the user's browser session ``only``, or all of them but ``keep``."""
+        q = delete(SESSIONS).where(SESSIONS.c.user_id == user_id)
+        if only is not None:
+            q = q.where(SESSIONS.c.sid_hash == hash_token(only))
+        if keep is not None:
+            q = q.where(SESSIONS.c.sid_hash != hash_token(keep))
+        self.runtime.ingest.run(lambda batch: batch.conn.execute(q))
+
     def check_password(self, username: str, password: str) -> SignedInUser | None:
         with self._read() as conn:
             row = conn.execute(select(USERS).where(USERS.c.username == username)).first()
@@ -233,6 +264,7 @@ class Auth:
     def delete_user(self, user_id: int) -> None:
         def job(batch: WriteBatch) -> None:
             batch.conn.execute(delete(TOKENS).where(TOKENS.c.user_id == user_id))
+            batch.conn.execute(delete(SESSIONS).where(SESSIONS.c.user_id == user_id))
             if batch.conn.execute(delete(USERS).where(USERS.c.id == user_id)).rowcount == 0:
                 raise JobRefused(f"no user {user_id}")
 
@@ -317,8 +349,10 @@ def _auth() -> Auth:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> SignedInUser | None:
+    """The user of a session or remember-me cookie: ``<user id>:<session id>``, a session not ended since."""
+    uid, _, sid = user_id.partition(":")
     try:
-        return _auth().user(int(user_id))
+        return _auth().session_user(int(uid), sid) if sid else None
     except ValueError:
         return None
 
@@ -431,6 +465,7 @@ def login():
         log.info("sign-in refused for %r from %s", body.username, request.remote_addr)
         raise Unauthorized("wrong user name or password")
     session.permanent = True
+    user = _auth().start_session(user)
     login_user(user, remember=True)
     _auth().logged_in(user.id)
     return jsonify(_me_body(user))
@@ -438,6 +473,9 @@ def login():
 
 @bp.post("/auth/logout")
 def logout():
+    user = current_user if current_user and current_user.is_authenticated else None
+    if user is not None and user.sid:
+        _auth().end_sessions(user.id, only=user.sid)  # a copy of this cookie is worth nothing from now on
     session.clear()
     logout_user()  # after the clear: it marks the remember-me cookie for deletion in the session
     return "", 204
@@ -451,6 +489,7 @@ def change_password():
     if _auth().check_password(user.username, body.current_password) is None:
         raise Forbidden("the current password is wrong")
     _auth().set_password(user.id, body.new_password)
+    _auth().end_sessions(user.id, keep=user.sid)  # every other browser signs in again with the new password
     return "", 204
 
 

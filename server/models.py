@@ -204,6 +204,19 @@ class ApiToken(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class UserSession(Base):
+    """A signed-in browser session: the signed session cookie names it, and only the sha256 of its random id is
+    stored. Signing out deletes it, and a password change deletes the user's other sessions, so a copied cookie
+    stops working then (a Flask cookie session alone would stay valid until it expires)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[float] = mapped_column(Float)
+
+
 class AppSetting(Base):
     """Server-wide key/value settings kept in the database (e.g. the session-signing secret, so that sign-ins
     survive a restart and are shared by several server processes)."""

@@ -1,0 +1,187 @@
+"""Authorisation over the whole surface (issue 5, item 5), so a route or event added later cannot slip through:
+
+* every route and method of the app's URL map, for four callers: nobody (401), a revoked or made-up token (401), a
+  signed-in non-admin (403 exactly on the admin-only routes listed here, which a new route must join or not), and a
+  cookie session without its CSRF token on a state-changing method (refused);
+* Socket.IO against the real server process: no credentials, a wrong or revoked token, or a forged session cookie
+  are refused; a valid token or session gets the greeting; events sent by a client are not acted on (the server
+  handles none but ``connect``);
+* no secret in the logs: the admin password, the MQTT password, an API token and a user's password, each used for
+  real against a real server and broker, never appear in the server's log.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import subprocess
+import time
+
+import pytest
+import requests
+import socketio
+
+from server.auth import PUBLIC
+from tests.server_support import ADMIN_PASSWORD, ServerProcess, SignedIn, error_of, http_session, make_app
+
+ADMIN_ONLY = {
+    ("GET", "/api/v1/users"),
+    ("POST", "/api/v1/users"),
+    ("DELETE", "/api/v1/users/<int:user_id>"),
+}
+"""Routes only an admin may use; every other signed-in route is open to any signed-in user."""
+NAMESPACE = "/"
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = make_app(tmp_path)
+    yield app
+    app.extensions["adbreak"].stop()
+
+
+def _concrete(rule) -> str:
+    return re.sub(r"<(?:int:)?[^>]+>", lambda m: "1" if m.group(0).startswith("<int:") else "tv1", rule.rule)
+
+
+def _routes(app) -> list[tuple[str, str, str]]:
+    """``(method, rule, url)`` of every /api route but the public ones."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/") or rule.rule in PUBLIC:
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            out.append((method, rule.rule, _concrete(rule)))
+    return out
+
+
+def _viewer_token(app) -> tuple[SignedIn, str]:
+    """A non-admin with a cookie session and an API token (not token 1, which the walk deletes)."""
+    admin = SignedIn(app)
+    r = admin.post("/api/v1/users", json={"username": "viewer", "password": "viewer-pass"})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    viewer = SignedIn(app, "viewer", "viewer-pass")
+    token = viewer.post("/api/v1/auth/tokens", json={"name": "t"}).get_json()["token"]
+    return viewer, token
+
+
+def test_every_route_for_every_kind_of_caller(app):
+    admin = SignedIn(app)
+    revoked = admin.post("/api/v1/auth/tokens", json={"name": "old"}).get_json()
+    assert revoked["id"] == 1
+    assert admin.delete(f"/api/v1/auth/tokens/{revoked['id']}").status_code == 204
+    viewer, token = _viewer_token(app)
+    anon = app.test_client()
+    routes = _routes(app)
+    assert len(routes) >= 35, f"only {len(routes)} routes: is the URL map complete?"
+    assert {(m, r) for m, r, _u in routes} >= ADMIN_ONLY, "an admin-only route is gone: update ADMIN_ONLY"
+
+    forbidden = set()
+    for method, rule, url in routes:
+        for headers in ({}, {"Authorization": f"Bearer {revoked['token']}"}, {"Authorization": "Bearer adb_made_up"},
+                        {"Authorization": "Basic YWRtaW46YWRtaW4="}):
+            r = anon.open(url, method=method, json={}, headers=headers)
+            assert r.status_code == 401, (method, rule, headers, r.status_code)
+            error_of(r, 401)
+        r = anon.open(url, method=method, json={}, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code != 401, (method, rule, r.get_data(as_text=True))
+        if r.status_code == 403:
+            assert error_of(r, 403) == "only an admin may do this"
+            forbidden.add((method, rule))
+    assert forbidden == ADMIN_ONLY
+
+    # a cookie session must send its CSRF token with every state-changing method
+    for method, rule, url in routes:
+        if method == "GET":
+            continue
+        r = viewer.client.open(url, method=method, json={})
+        assert r.status_code in (400, 403), (method, rule, r.status_code)
+        assert "CSRF" in error_of(r, r.status_code), (method, rule)
+
+
+# ---------------------------------------------------------------------------------------------------- Socket.IO
+def _connect(base: str, *, auth=None, headers=None) -> tuple[socketio.Client, list]:
+    greetings: list = []
+    client = socketio.Client(reconnection=False)
+    client.on("hello", lambda data: greetings.append(data), namespace=NAMESPACE)
+    client.connect(base, auth=auth, headers=headers or {}, transports=["websocket"], wait_timeout=10)
+    return client, greetings
+
+
+def _refused(base: str, **kw) -> None:
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client, _ = _connect(base, **kw)
+        client.disconnect()
+
+
+def test_socketio_needs_a_valid_token_or_session(tmp_path):
+    with ServerProcess(tmp_path, wait_mqtt=False) as srv:
+        api = srv.session()
+        created = api.post(f"{srv.base}/api/v1/auth/tokens", json={"name": "sio"}, timeout=10).json()
+        _refused(srv.base)
+        _refused(srv.base, auth={"token": "adb_made_up"})
+        _refused(srv.base, auth={"token": 42})
+        _refused(srv.base, headers={"Cookie": "session=forged.value.sig"})
+
+        client, greetings = _connect(srv.base, auth={"token": created["token"]})
+        try:
+            deadline = time.monotonic() + 5
+            while not greetings and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert greetings and "devices" in greetings[0]
+            # the server handles no client events: sending them changes nothing and breaks nothing
+            client.emit("segment_removed", {"id": 1}, namespace=NAMESPACE)
+            client.emit("devices", {"name": "evil"}, namespace=NAMESPACE)
+            time.sleep(0.3)
+            assert client.connected
+            assert api.get(f"{srv.base}/api/v1/devices", timeout=10).json()["devices"] == []
+        finally:
+            client.disconnect()
+
+        cookie = "; ".join(f"{c.name}={c.value}" for c in api.cookies)  # a signed-in browser's cookie works
+        client, greetings = _connect(srv.base, headers={"Cookie": cookie})
+        client.disconnect()
+
+        assert api.delete(f"{srv.base}/api/v1/auth/tokens/{created['id']}", timeout=10).status_code == 204
+        _refused(srv.base, auth={"token": created["token"]})
+        assert api.post(f"{srv.base}/api/v1/auth/logout", timeout=10).ok
+        _refused(srv.base, headers={"Cookie": cookie})  # a signed-out session's cookie no longer opens a socket
+
+
+# ---------------------------------------------------------------------------------------------------- secrets
+def test_no_secret_reaches_the_log(tmp_path):
+    from tests.edge_mqtt_support import Mosquitto
+
+    mqtt_password = "mqtt-secret-Zq81"
+    user_password = "viewer-secret-Kd02"
+    broker = Mosquitto(tmp_path)
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "adbreak", mqtt_password], check=True,
+                   capture_output=True)
+    # user: read the password file in the test's private folder as ourselves (no privilege drop)
+    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
+                           f"user {getpass.getuser()}\npersistence false\n")
+    broker.start()
+    try:
+        env = {"ADBREAK_SERVER_MQTT_USERNAME": "adbreak", "ADBREAK_SERVER_MQTT_PASSWORD": mqtt_password}
+        with ServerProcess(tmp_path, (broker.host, broker.port), env=env) as srv:
+            api = http_session(srv.base)
+            token = api.post(f"{srv.base}/api/v1/auth/tokens", json={"name": "ha"}, timeout=10).json()["token"]
+            r = api.post(f"{srv.base}/api/v1/users", json={"username": "viewer", "password": user_password},
+                         timeout=10)
+            assert r.status_code == 201
+            assert requests.get(f"{srv.base}/api/v1/devices", headers={"Authorization": f"Bearer {token}"},
+                                timeout=10).status_code == 200
+            http_session(srv.base, "viewer", user_password)
+            # failures are logged too: a wrong password, a wrong token
+            requests.post(f"{srv.base}/api/v1/auth/login", json={"username": "viewer", "password": user_password +
+                                                                 "x"}, timeout=10)
+            requests.get(f"{srv.base}/api/v1/devices", headers={"Authorization": f"Bearer {token}x"}, timeout=10)
+            health = requests.get(f"{srv.base}/api/v1/health", timeout=10).json()
+            assert health["mqtt"]["connected"] is True  # the MQTT password was used, for real
+        log = (tmp_path / "server.log").read_text()
+        assert "connected to MQTT broker" in log
+        for secret in (ADMIN_PASSWORD, mqtt_password, user_password, token, token[4:]):
+            assert secret not in log, f"a secret reached the log: {secret[:6]}..."
+    finally:
+        broker.stop()
