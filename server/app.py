@@ -117,7 +117,7 @@ def create_app(settings: ServerSettings, *, start_mqtt: bool = True) -> tuple[Fl
     socketio = create_socketio(app, store, redis_url=settings.redis_url)
     realtime = Realtime(socketio)
 
-    ingest = Ingest(store, rules=None, realtime=realtime)
+    ingest = Ingest(store, rules=None, realtime=realtime, late_event_s=settings.late_event_s)
     bridge = MqttBridge(
         BrokerConfig(
             host=settings.mqtt_host,
@@ -150,10 +150,13 @@ def create_app(settings: ServerSettings, *, start_mqtt: bool = True) -> tuple[Fl
             payload_on=settings.mute_payload_on,
             payload_off=settings.mute_payload_off,
             max_ad_s=settings.max_ad_s,
+            # a server of a share group sees only its share of each device's telemetry: silence proves nothing
+            silent_s=settings.silent_unmute_s if settings.mqtt_share_group is None else 0.0,
         ),
         store,
         bridge.publish,
         on_firing=on_firing,
+        connected=lambda: bridge.connected,
     )
     ingest.rules = rules
     try:
