@@ -157,3 +157,18 @@ def test_two_servers_share_ingestion_database_and_browsers(tmp_path: Path):
             client.disconnect()
             client.loop_stop()
         broker.stop()
+
+
+def test_a_server_refuses_a_redis_it_cannot_reach_and_a_bad_share_group(tmp_path: Path):
+    from adbreak.errors import AdbreakError
+    from server.settings import load_settings
+    from tests.mqtt_support import find_free_port
+    from tests.server_support import make_app
+
+    closed = find_free_port()
+    with pytest.raises(AdbreakError) as err:
+        make_app(tmp_path, redis_url=f"redis://127.0.0.1:{closed}/0")
+    assert str(err.value).startswith(f"cannot reach Redis at redis://127.0.0.1:{closed}/0")
+    assert "\n" not in str(err.value)
+    with pytest.raises(AdbreakError, match="mqtt_share_group"):
+        load_settings(mqtt_share_group="a/b")
