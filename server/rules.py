@@ -15,8 +15,8 @@ retained), stores the firing and tells the realtime layer.
   the server is connected to the broker: **unmute** (reason ``offline``). The broker's ``offline`` will comes at
   once when the edge process dies, but for a Pi that froze or lost power or network it waits for the keepalive, and
   Mosquitto 2.0 may take several seconds more than 1.5 x keepalive to notice; this keeps the promise of an unmute
-  within 5 s of an edge's death. Silence is counted from this process's start at the earliest, so a restarted
-  server never unmutes before the device had the chance to be heard.
+  within 5 s of an edge's death. Silence is counted at the earliest from when this process (re)connected to the
+  broker, so a restarted or reconnected server never unmutes before the device had the chance to be heard.
 * The device's auto-mute switch was turned off while muted: **unmute**. The unmutes (``ad_end`` and the fail-safes)
   apply whatever the switch says: it only stops new mutes.
 * Nothing fires from retained messages (a server restart replays the broker's retained availability and state):
@@ -170,6 +170,9 @@ class AutoMute:
         self._connected = connected
         """Whether the server is connected to the broker now (the silence check needs it; None: always)."""
         self._started = clock()
+        self._up_since: float | None = self._started if connected is None else None
+        """Since when the server has been connected to the broker (as the watchdog saw it): silence counts from
+        then at the earliest."""
         self._store = store
         self._publish = publish
         self._on_firing = on_firing
@@ -211,6 +214,11 @@ class AutoMute:
             with self._store.batch() as b:
                 return self.check(now, batch=b)
         now = self._clock() if now is None else now
+        if self._connected is not None:
+            if not self._connected():
+                self._up_since = None
+            elif self._up_since is None:
+                self._up_since = now
         fired = []
         for seg in batch.open_segments(label="ad"):
             if seg.muted:
@@ -221,12 +229,12 @@ class AutoMute:
         return fired
 
     def _silence(self, device: str, now: float) -> float:
-        """Seconds since ``device`` was last heard from, counted from this process's start at the earliest; 0 while
-        the server itself is cut off from the broker (then silence says nothing about the device)."""
-        if self.config.silent_s <= 0 or (self._connected is not None and not self._connected()):
+        """Seconds since ``device`` was last heard from, counted at the earliest from when this process last got
+        connected to the broker; 0 while it is not (then silence says nothing about the device)."""
+        if self.config.silent_s <= 0 or self._up_since is None:
             return 0.0
         heard = self._store.heard_from(device)
-        return max(0.0, now - max(heard if heard is not None else self._started, self._started))
+        return max(0.0, now - max(heard if heard is not None else self._up_since, self._up_since))
 
     # ------------------------------------------------------------------ firing
     def _apply(self, batch: WriteBatch | None, device: str, trigger: Trigger, *,

@@ -242,13 +242,16 @@ def test_silence_unmutes_a_muted_device_only_when_the_server_hears_the_broker(st
     connected[0] = False
     assert rule.check(T0 + 10.0) == []  # the server itself is cut off: silence proves nothing
     connected[0] = True
-    fired = rule.check(T0 + 10.0)
+    assert rule.check(T0 + 10.0) == []  # back: silence counts from the reconnection
+    assert rule.check(T0 + 12.5) == []
+    fired = rule.check(T0 + 13.5)
     assert [(f["action"], f["reason"]) for f in fired] == [("unmute", "offline")]
     assert publish.sent[-1] == ("adbreak/tv1/mute/set", "OFF", 1, False) and not store.is_muted("tv1")
 
 
-def test_silence_counts_from_the_server_start_at_the_earliest(store, clock):
-    """A restarted server has heard nothing yet: it waits silent_s from its own start before calling a device gone."""
+def test_silence_counts_from_the_servers_connection_at_the_earliest(store, clock):
+    """A restarted server has heard nothing yet: it waits silent_s from its connection to the broker before calling a
+    device gone, however long its start took."""
     publish = Recorder()
     first = AutoMute(MuteConfig(max_ad_s=MAX), store, publish, clock=clock)
     store.availability("tv1", Availability.ONLINE, T0)
@@ -256,6 +259,11 @@ def test_silence_counts_from_the_server_start_at_the_earliest(store, clock):
     assert store.is_muted("tv1")
     clock.t = T0 + 60  # a new process, on the same database: nothing heard since its start
     fresh = SegmentStore(store._sessions)
-    restarted = AutoMute(MuteConfig(max_ad_s=MAX, silent_s=3.0), fresh, publish, clock=clock)
-    assert restarted.check(T0 + 62) == []
-    assert [f["reason"] for f in restarted.check(T0 + 63.5)] == ["offline"]
+    connected = [False]  # still connecting to the broker (a slow start)
+    restarted = AutoMute(MuteConfig(max_ad_s=MAX, silent_s=3.0), fresh, publish, clock=clock,
+                         connected=lambda: connected[0])
+    assert restarted.check(T0 + 70) == []
+    connected[0] = True
+    assert restarted.check(T0 + 71) == []  # connected from here on
+    assert restarted.check(T0 + 73.5) == []
+    assert [f["reason"] for f in restarted.check(T0 + 74.5)] == ["offline"]
