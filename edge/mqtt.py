@@ -7,17 +7,19 @@
   broker without persistence has lost them), and the subscriptions (the mute command, when an actuator listens;
   ``settings/set``).
 * ``connect_async`` + ``loop_start``: the agent starts detecting whether or not the broker is up;
-  ``reconnect_delay_set(1, 30)``.
+  ``reconnect_delay_set(1, 10)``.
 * Events: QoS 1, not retained, written to the durable outbox (``edge.outbox``) before anything else and removed
   from it on the broker's PUBACK; the leftovers of an earlier run go first. Events are handed to paho **one at a
   time**, the next only after the PUBACK of the one before (stop-and-wait): paho sends a message published while a
   reconnect is under way straight away, *before* re-sending what was in flight, so with more than one event in
   paho's hands a new event could overtake an old one and the server would refuse the old one as ``out_of_order``.
   Events are a few a minute, so one round trip each costs nothing. paho re-sends the one in flight after a reconnect
-  (the server de-duplicates by ``event_id``). State: retained, QoS 1, on change. Telemetry: QoS 0, only
-  while connected. Keyframes: QoS 1, not retained, only while connected (dropped and counted otherwise: pictures
-  queued in memory through a long outage would break the memory bound). Settings state: retained, QoS 1.
-* Clean exit: retained ``stopped`` (or ``offline`` after a failure), wait for it and the pending events, disconnect.
+  (the server de-duplicates by ``event_id``). State: retained, QoS 1, on change, but never ahead of an event
+  decided before it (held back until the events are acknowledged). Telemetry: QoS 0, only while connected.
+  Keyframes: QoS 1, not retained, only while connected (dropped and counted otherwise: pictures queued in memory
+  through a long outage would break the memory bound). Settings state: retained, QoS 1.
+* Clean exit: wait for the pending events, then retained ``stopped`` (or ``offline`` after a failure), wait for it,
+  disconnect.
 
 Stale state after a reconnect: paho re-sends messages that were in flight when the connection dropped *after* the
 ``on_connect`` callback. A state published into a connection that had silently died would then overwrite the fresh
@@ -106,6 +108,7 @@ class MqttLink:
         self._unacked: dict[int, str] = {}
         self._early: OrderedDict[int, None] = OrderedDict()
         self._refresh_at: float | None = None
+        self._state_due = False  # a state held back until the events decided before it are acknowledged
         self._stopping = False
         self.connects = 0
         # Events: waiting in order (leftovers first), and the one paho holds (mid, event); see the module docstring.
@@ -167,6 +170,9 @@ class MqttLink:
         deadline = time.monotonic() + timeout
         self._wait_acked(deadline)  # the events first: the final availability must not overtake them
         if self.connected:
+            with self._lock:
+                if self._state_due and self._state is not None and not self.events_waiting:
+                    self._send_state(self._state)
             info = self._client.publish(self._available_topic, availability.value, qos=1, retain=True)
             self._track(info, f"availability {availability.value}")
         else:
@@ -190,11 +196,15 @@ class MqttLink:
 
     # -- publishing
     def publish_state(self, payload: StatePayload) -> None:
-        """Retained, QoS 1. Remembered and re-published on every (re)connect."""
+        """Retained, QoS 1. Remembered and re-published on every (re)connect. Held back (and sent by :meth:`tick`)
+        while events decided before it wait for the broker: a state overtaking them would make the server open a
+        segment from the state and then apply the older events inside it."""
         with self._lock:
             self._state = payload
-            if self.connected:
+            if self.connected and not self.events_waiting:
                 self._send_state(payload)
+            else:
+                self._state_due = True
 
     def publish_event(self, payload: EventPayload) -> None:
         """QoS 1, not retained: on disk in the outbox first (when there is one), then sent after every event before
@@ -209,7 +219,8 @@ class MqttLink:
                 gone = set(dropped)
                 self._pending = deque(e for e in self._pending if e.seq not in gone)
             self.events_dropped += len(dropped)
-        log.info("event %s seq=%d boundary_stream_t=%.2f", payload.type.value, payload.seq, payload.boundary_stream_t)
+        log.info("event %s seq=%d id=%s boundary_stream_t=%.2f", payload.type.value, payload.seq, payload.event_id,
+                 payload.boundary_stream_t)
         self._pump()
 
     def _pump(self) -> None:
@@ -277,6 +288,10 @@ class MqttLink:
         self._pump()
         self._report_waiting()
         with self._lock:
+            if self.events_waiting or not self.connected:
+                return  # the state waits for the events before it
+            if self._state_due and self._state is not None:
+                self._send_state(self._state)
             due = self._refresh_at is not None and time.monotonic() >= self._refresh_at
             if due:
                 self._refresh_at = None
@@ -330,6 +345,7 @@ class MqttLink:
             return len(self._unacked) + len(self._pending) + (self._inflight is not None)
 
     def _send_state(self, payload: StatePayload) -> None:  # holds self._lock
+        self._state_due = False
         fresh = payload.model_copy(update={"ts": now()})
         self._client.publish(self.topics.state(self.device), fresh.to_bytes(), qos=1, retain=True)
 
@@ -350,7 +366,10 @@ class MqttLink:
             with self._lock:
                 self._connected.set()
                 if self._state is not None:
-                    self._send_state(self._state)
+                    if self.events_waiting:  # after them (tick), or the server would see the state first
+                        self._state_due = True
+                    else:
+                        self._send_state(self._state)
                 if self._settings_state is not None:
                     self._send_settings_state(self._settings_state)
                 if self.connects > 1:

@@ -325,12 +325,19 @@ class WriteBatch:
             values.update(store._seen_value(dev, received))
         self._set(dev, values)
         opened = None
-        if not retained and self._open_segment(dev) is None:
+        if not retained and self._open_segment(dev) is None and not self._superseded(dev, payload.ts):
             seg = self._open(dev, label=payload.label, start=self._start_after_previous(dev, payload.since_ts),
                              confidence=payload.confidence, model_version=payload.model_version, event_id=None)
             opened = store.segment_dict(seg, device)
         self._mark_known(device)
         return Change(device=store.device_dict(dev), opened=opened)
+
+    def _superseded(self, dev: dict, ts: float) -> bool:
+        """A state published at or before the end of the device's last segment is older than what ended it: a
+        message the broker delivers again after a server or broker restart (it was not acknowledged), arriving after
+        the will that interrupted the segment. It must not open a segment (a phantom one across the outage)."""
+        last_end = self.conn.execute(_LAST_END, {"device_id": dev["id"]}).scalar()
+        return last_end is not None and ts <= last_end
 
     def lock(self, names: Iterable[str]) -> None:
         """Shared database: lock (and read afresh) these devices' rows now, in name order, so that batches of

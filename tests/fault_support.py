@@ -4,6 +4,7 @@ event it is sent, across broker restarts."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -23,10 +24,14 @@ class PersistentMosquitto(Mosquitto):
         super().__init__(workdir, port)
         data = self.workdir / f"mosquitto-data-{self.port}"
         data.mkdir(parents=True, exist_ok=True)
+        # started as root, Mosquitto drops to the user "mosquitto", which cannot write into the test's 0700 folder:
+        # its database would silently not be saved ("Error saving in-memory database")
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {data}/\nautosave_interval 3600\nmax_queued_messages 100000\n"
+            f"persistence_location {data}/\nautosave_interval 3600\nmax_queued_messages 100000\n{user}"
         )
+        self.db = data / "mosquitto.db"
 
     def pause(self) -> None:
         """SIGSTOP: the broker keeps its sockets but answers nothing."""
