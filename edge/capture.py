@@ -196,6 +196,9 @@ class Capture:
                 log.warning("live source failed after %d frames: %s; reopening", self.frames, exc)
                 continue
             finally:
+                skipped = getattr(source, "decode_errors", 0)
+                if skipped:
+                    log.warning("%s: %d corrupt packet(s) skipped", getattr(source, "target", "the source"), skipped)
                 source.close()
                 source = None
             if ended:
