@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--events", type=int, default=20, help="events per device")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
+    ap.add_argument("--repeat", type=int, default=1, help="run the configurations in turn this many times (this "
+                    "machine's load varies: interleaved runs compare like with like)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = ap.parse_args()
     if args.devices < 1 or args.events < 1:
@@ -146,10 +148,14 @@ def main() -> None:
     unknown = [c for c in chosen if c not in CONFIGS]
     if unknown:
         ap.error(f"unknown config(s) {unknown}: use {', '.join(CONFIGS)}")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     runs = {}
-    for name in chosen:
-        with tempfile.TemporaryDirectory(prefix=f"bench-scale-{name}-") as tmp:
-            runs[name] = run(name, *CONFIGS[name], args.devices, args.events, Path(tmp))
+    for k in range(1, args.repeat + 1):
+        for name in chosen:
+            key = name if args.repeat == 1 else f"{name}#{k}"
+            with tempfile.TemporaryDirectory(prefix=f"bench-scale-{name}-") as tmp:
+                runs[key] = run(key, *CONFIGS[name], args.devices, args.events, Path(tmp))
     out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "command": "python bench/bench_scale.py " + " ".join(sys.argv[1:]), "runs": runs}

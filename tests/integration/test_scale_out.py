@@ -26,7 +26,7 @@ redis = pytest.importorskip("redis")
 REDIS_URL = os.environ.get("ADBREAK_TEST_REDIS", "redis://127.0.0.1:6379/0")
 TOPICS = Topics()
 DEVICES = [f"tv{i}" for i in range(6)]
-EVENTS_PER_DEVICE = 31  # odd: each device ends in an ad, muted
+EVENTS_PER_DEVICE = 21  # odd: each device ends in an ad
 
 
 def _edge(broker: Mosquitto, name: str) -> mqtt.Client:
