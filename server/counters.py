@@ -12,6 +12,7 @@ from adbreak.wire import REJECT_REASONS
 
 COUNTER_NAMES = ("received", "events_ingested", "rule_firings", "keyframes_stored", "keyframes_deleted",
                  "settings_sent",
+                 "events_late",  # events received more than late_event_s after they were decided: stored, not acted on
                  "events_held",  # shared subscriptions: events that waited for the ones before them (server.ingest)
                  "shared_copies_skipped")  # shared subscriptions: the copy of a message the other subscription takes
 

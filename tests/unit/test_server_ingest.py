@@ -362,3 +362,16 @@ def test_realtime_coalesces_device_pushes_in_a_block():
     assert sio.emitted[1:] == [("device", {"name": "tv2", "v": 1}), ("device", {"name": "tv1", "v": 2})]
     rt.device({"name": "tv1", "v": 3})
     assert sio.emitted[-1] == ("device", {"name": "tv1", "v": 3})
+
+
+def test_a_late_event_is_stored_and_counted_but_mutes_nothing(store, db_path):
+    ingest, publish, _sio = make(store, late_event_s=15.0)
+    ingest.apply_batch([online("tv1")])
+    late = event("tv1", 1, "ad_start")
+    late = Message(late.kind, late.device, late.payload, False, late.payload.decided_ts + 40.0, None)
+    ingest.apply_batch([late])
+    assert segments_of(db_path, "tv1")[-1] == ("ad", "open")
+    assert publish.sent == [] and store.counters.get("events_late") == 1
+    ingest.apply_batch([event("tv1", 2, "ad_end"), event("tv1", 3, "ad_start")])  # live again: mutes
+    assert [p for _t, p in publish.sent] == ["ON"]
+    assert store.counters.get("events_late") == 1
