@@ -37,7 +37,7 @@ demo-offline: install
 
 # the second pass runs the database tests again on PostgreSQL (127.0.0.1:5432, tests/db_support.py)
 PG_TESTS := tests/integration/test_server_migrations.py tests/unit/test_server_store.py \
-            tests/integration/test_server_api.py
+            tests/integration/test_server_api.py tests/unit/test_ingest_reorder.py
 
 test: install web
 	$(BIN)/pytest
