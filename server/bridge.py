@@ -140,7 +140,7 @@ class MqttBridge:
         self._rejects = RateLimitedLog(log)
         self._connected = threading.Event()
         self._subscribed = threading.Event()
-        self._pending_sub: int | None = None
+        self._pending_subs: set[int] = set()  # SUBSCRIBE packets of this connection not yet acknowledged
         self._started = False
         self._generation = 0  # counts connections: an acknowledgement belongs to the one its message came on
         # the parser table: what each kind of topic carries
@@ -258,9 +258,11 @@ class MqttBridge:
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.error("subscribe to %s failed: %s", [f for f, _ in filters], mqtt.error_string(rc))
                 return
-            self._pending_sub = mid
+            self._pending_subs = {mid}
             return
-        # MQTT 5 allows one subscription identifier per SUBSCRIBE packet: three packets, the last one counted
+        # MQTT 5 allows one subscription identifier per SUBSCRIBE packet: three packets, subscribed once all are
+        # granted (SUBACKs are handled on this thread, after this callback returns)
+        self._pending_subs = set()
         group = self.config.share_group
         plan = [
             ([(f"$share/{group}/{self.topics.wildcard(k)}", SUBSCRIBE_QOS) for k in SUBSCRIBED_KINDS], SHARED_SUB_ID),
@@ -277,18 +279,24 @@ class MqttBridge:
             rc, mid = client.subscribe([(f, SubscribeOptions(qos=qos)) for f, qos in filters], properties=props)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.error("subscribe to %s failed: %s", [f for f, _ in filters], mqtt.error_string(rc))
+                self._pending_subs = set()
                 return
-            self._pending_sub = mid
+            self._pending_subs.add(mid)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         log.warning("cannot reach MQTT broker %s: %s; retrying", self.broker, connect_failure())
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list, properties: Any) -> None:
-        if mid != self._pending_sub:
+        if mid not in self._pending_subs:
             return
         failed = [str(rc) for rc in reason_codes if rc.is_failure]
         if failed:
-            log.error("MQTT broker %s refused subscriptions: %s", self.broker, ", ".join(failed))
+            log.error("MQTT broker %s refused subscriptions: %s%s", self.broker, ", ".join(failed),
+                      " (does it support MQTT 5 shared subscriptions?)" if self.config.share_group else "")
+            self._pending_subs = set()  # never counted as subscribed on this connection
+            return
+        self._pending_subs.discard(mid)
+        if self._pending_subs:
             return
         self._subscribed.set()
         shared = f"$share/{self.config.share_group}/" if self.config.share_group is not None else ""
