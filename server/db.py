@@ -55,7 +55,8 @@ def shown(url: str) -> str:
 
 
 def make_engine(url: str, *, foreign_keys: bool = True) -> Engine:
-    """An engine; on SQLite: WAL, ``synchronous=NORMAL``, foreign keys, a busy timeout, and real transactions.
+    """An engine; on SQLite: WAL, ``synchronous=NORMAL``, foreign keys, a busy timeout, and real transactions; on
+    PostgreSQL: pooled connections checked before use.
 
     pysqlite's legacy transaction control (before Python 3.16) begins a transaction only before a write, so a
     SELECT followed by a write is not atomic; as SQLAlchemy's SQLite documentation recommends, the driver's own
@@ -63,8 +64,11 @@ def make_engine(url: str, *, foreign_keys: bool = True) -> Engine:
     rebuild tables, which foreign-key enforcement would block.
     """
     u = _url(url)
+    # PostgreSQL is a server that can restart under us: test a pooled connection before each use (one round trip
+    # per transaction) rather than fail the first batch after the restart
+    options = {"pool_pre_ping": True} if u.get_backend_name() == "postgresql" else {}
     try:
-        engine = create_engine(u)
+        engine = create_engine(u, **options)
     except (ArgumentError, ImportError) as exc:
         raise AdbreakError(f"cannot use database {shown(url)}: {exc}") from None
     if engine.dialect.name != "sqlite":

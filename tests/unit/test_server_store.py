@@ -393,3 +393,23 @@ def test_two_servers_on_one_database_apply_each_event_once_in_order(db_url):
         assert all(a["end"] == b["start"] for a, b in zip(segs, segs[1:], strict=False))
     for e in engines:
         e.dispose()
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="a database server that can drop connections: PostgreSQL")
+def test_a_store_survives_the_database_dropping_its_connections(store, db_url):
+    """PostgreSQL restarted or a connection killed: the next batch gets a live connection (pool_pre_ping)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    store.availability("tv1", Availability.ONLINE, T0)
+    name = make_url(db_url).database
+    admin = create_engine(db_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                       "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": name}).scalar()
+    finally:
+        admin.dispose()
+    assert killed >= 1
+    assert store.ingest_event(event("tv1", 1, "ad_start", T0 + 5), T0 + 6).ingested
+    assert rows(db_url, "SELECT seq FROM events") == [(1,)]
