@@ -1,6 +1,6 @@
 """``MqttBridge``: the server's MQTT client (paho-mqtt 2.x, callback API version 2).
 
-It connects in the background (``connect_async`` + ``loop_start``, reconnecting with a 1-30 s back-off), subscribes
+It connects in the background (``connect_async`` + ``loop_start``, reconnecting with a 1-10 s back-off), subscribes
 in ``on_connect`` to the ``available`` / ``state`` / ``event`` / ``telemetry`` / ``keyframe`` / ``settings/state``
 wildcards of the prefix, parses each
 message with ``adbreak.wire`` (a parser table by :class:`~adbreak.wire.Kind`) and hands it, as a :class:`Message`,
@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 SUBSCRIBED_KINDS = (Kind.AVAILABLE, Kind.STATE, Kind.EVENT, Kind.TELEMETRY, Kind.KEYFRAME, Kind.SETTINGS_STATE)
 SUBSCRIBE_QOS = 1
 KEEPALIVE_S = 30
+RECONNECT_MAX_S = 10
+"""Longest wait between reconnection attempts: after a broker restart the server is back within ~10 s, well inside
+``late_event_s``, so the events queued meanwhile still count as live (the edge retries as often)."""
 RETAINED_KINDS = (Kind.AVAILABLE, Kind.STATE, Kind.SETTINGS_STATE)
 """Kinds devices publish retained: with a share group every server also subscribes them plainly."""
 SHARED_SUB_ID = 1
@@ -166,7 +169,7 @@ class MqttBridge:
             self.client.will_set(config.status_topic, "offline", qos=1, retain=True)
         self._routes: list[tuple[str, int, Route]] = []
         self._connect_listeners: list[Callable[[], None]] = []
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
