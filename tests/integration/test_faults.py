@@ -34,14 +34,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from adbreak.broadcast import build_broadcast
 from adbreak.segments import read_segments
 from adbreak.wire import EventType, Topics, parse_telemetry
 from edge.outbox import entry_name
 from tests.edge_mqtt_support import Recorder, needs_mosquitto, start_edge
 from tests.fault_support import EventWatcher, PersistentMosquitto
 from tests.server_support import ServerProcess
-from tests.support import ROOT, run_cli
+from tests.support import ROOT
 
 pytestmark = [pytest.mark.slow, needs_mosquitto]
 
@@ -54,15 +53,10 @@ EVENT_LINE = re.compile(r"event (ad_start|ad_end) seq=(\d+) id=([0-9a-f]{32})")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, cache_dir):
-    root = tmp_path_factory.mktemp("faults")
-    train = build_broadcast(root, "train", seed=1, duration_s=240, pool="train")
-    held = build_broadcast(root, "x", seed=2, duration_s=90, pool="heldout")
-    proc = run_cli("extract", train.video, "--segments", train.truth, "--out", root / "frames", "--fps", "2", "-q")
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli("train", root / "frames", "--out", root / "model", "--cache-dir", cache_dir, "-q")
-    assert proc.returncode == 0, proc.stderr
-    return root / "model", held
+def trained(live_model):
+    """The session's trained model and its held-out 90 s broadcast (``tests/conftest.py``: seed 2, breaks at
+    25.1-36.8 s and 55.2-66.9 s)."""
+    return live_model
 
 
 @pytest.fixture
