@@ -164,23 +164,6 @@ class ServerSettings(BaseSettings):
     retention_batch_rows: int = Field(
         default=2000, title="Retention batch (rows)", ge=1, le=100000,
         description="At most this many rows per table in one retention step (one short transaction).")
-    retention_events_days: float = Field(
-        default=365.0, title="Event retention (days)", ge=0, allow_inf_nan=False,
-        description="Events and closed segments older than this are deleted (never an open segment, nor a "
-        "device's last event); 0 keeps them forever.")
-    retention_firings_days: float = Field(
-        default=90.0, title="Rule log retention (days)", ge=0, allow_inf_nan=False,
-        description="Mute commands sent (rule firings) and user-rule runs older than this are deleted; 0 keeps "
-        "them forever.")
-    retention_corrections_days: float = Field(
-        default=365.0, title="Correction log retention (days)", ge=0, allow_inf_nan=False,
-        description="Review corrections (the audit trail) older than this are deleted; 0 keeps them forever.")
-    retention_interval_s: float = Field(
-        default=3600.0, title="Retention interval (s)", ge=10, allow_inf_nan=False,
-        description="The retention job runs at start and then this often, in batches on the single writer.")
-    retention_batch_rows: int = Field(
-        default=2000, title="Retention batch (rows)", ge=1, le=100000,
-        description="At most this many rows per table in one retention step (one short transaction).")
     admin_username: str = Field(default="admin", title="First admin user", min_length=1, max_length=64,
                                 description="User created on first start when there is no user yet.")
     admin_password: SecretStr | None = Field(
