@@ -136,16 +136,21 @@ class ServerProcess:
              "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None, (self.tmp_path / "server.log").read_text()
-            try:
-                health = requests.get(f"{self.base}/api/v1/health", timeout=1).json()
-                if health["mqtt"]["connected"] or not self.wait_mqtt:
-                    return self
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "server did not start: " + (self.tmp_path / "server.log").read_text()
-            time.sleep(0.2)
+        try:
+            while True:
+                assert self.proc.poll() is None, (self.tmp_path / "server.log").read_text()
+                try:
+                    health = requests.get(f"{self.base}/api/v1/health", timeout=1).json()
+                    if health["mqtt"]["connected"] or not self.wait_mqtt:
+                        return self
+                except requests.RequestException:
+                    pass
+                assert time.monotonic() < deadline, \
+                    "server did not start: " + (self.tmp_path / "server.log").read_text()
+                time.sleep(0.2)
+        except BaseException:
+            self.__exit__(None, None, None)  # a server that did not come up is not left running
+            raise
 
     def session(self) -> requests.Session:
         return http_session(self.base)
