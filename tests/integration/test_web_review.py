@@ -34,7 +34,9 @@ def noon_timezone() -> str:
 def server(tmp_path, mosquitto):  # noqa: F811
     require_chromium()
     build_dashboard()
-    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port)) as srv:
+    # the seeded history is published now, minutes after it happened: taken as live (late_event_s), so that the
+    # auto-mute acts on the recent break and Review shows its mute markers
+    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port), env={"ADBREAK_SERVER_LATE_EVENT_S": "3600"}) as srv:
         yield srv.base, mosquitto
 
 
