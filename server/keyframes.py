@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from adbreak.atomic import write_bytes
 from adbreak.wire import KeyframePayload
 from server.counters import Counters, RateLimitedLog
 from server.models import Device, Keyframe
+from server.periodic import PeriodicJob
 from server.store import MAX_LIMIT, SegmentStore
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,7 @@ class KeyframeStore:
         self.counters = counters if counters is not None else store.counters
         self._clock = clock
         self._rejects = RateLimitedLog(log)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job: PeriodicJob | None = None
 
     # ------------------------------------------------------------------ ingest (the worker, inside a batch)
     def on_keyframe(self, batch: Any, payload: KeyframePayload, *, retained: bool, received: float) -> str | None:
@@ -213,32 +212,19 @@ class KeyframeStore:
     def start(self, submit: Callable[[Callable[[Any], object]], None],
               interval_s: float = RETENTION_INTERVAL_S) -> None:
         """Sweep orphans, then queue :meth:`retention` on the ingest worker now and every ``interval_s``."""
-        if self._thread is not None:
+        if self._job is not None:
             return
-        self._stop.clear()
 
-        def loop() -> None:
-            try:
-                self.sweep_orphans()
-            except Exception:
-                log.exception("the keyframe orphan sweep failed")
-            while not self._stop.is_set():
-                try:
-                    submit(lambda b: self.retention(b, submit))
-                except Exception:
-                    log.exception("queueing the keyframe retention failed")
-                self._stop.wait(interval_s)
+        def queue_retention() -> None:
+            submit(lambda b: self.retention(b, submit))
 
-        self._thread = threading.Thread(target=loop, name="adbreak-keyframe-retention", daemon=True)
-        self._thread.start()
+        self._job = PeriodicJob("adbreak-keyframe-retention", interval_s, queue_retention, before=self.sweep_orphans)
+        self._job.start()
 
     def stop(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._stop.set()
-        thread.join(10)
-        self._thread = None
+        if self._job is not None:
+            self._job.stop()
+            self._job = None
 
     # ------------------------------------------------------------------ reads
     def keyframes(self, *, device: str | None = None, start: float | None = None, end: float | None = None,

@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, exists, func, literal, select
 
 from server.models import Correction, Device, Event, RuleFiring, RuleRun, Segment
+from server.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +198,7 @@ class Retention:
         self.passes = 0
         self._pass: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job: PeriodicJob | None = None
         self._pending = False
 
     @property
@@ -246,33 +246,28 @@ class Retention:
     # ------------------------------------------------------------------ the schedule
     def start(self, submit: Callable[[Callable[[Any], object]], None]) -> None:
         """Queue a pass on the ingest worker now and every ``interval_s`` (not while one is still going)."""
-        if self._thread is not None or not self.enabled:
+        if self._job is not None or not self.enabled:
             return
-        self._stop.clear()
 
-        def loop() -> None:
-            while not self._stop.is_set():
+        def queue_pass() -> None:
+            with self._lock:
+                busy, self._pending = self._pending, True
+            if busy:
+                return
+            try:
+                submit(lambda b: self.job(b, submit))
+            except Exception:
                 with self._lock:
-                    busy, self._pending = self._pending, True
-                if not busy:
-                    try:
-                        submit(lambda b: self.job(b, submit))
-                    except Exception:
-                        with self._lock:
-                            self._pending = False
-                        log.exception("queueing the retention job failed")
-                self._stop.wait(self.interval_s)
+                    self._pending = False
+                raise
 
-        self._thread = threading.Thread(target=loop, name="adbreak-retention", daemon=True)
-        self._thread.start()
+        self._job = PeriodicJob("adbreak-retention", self.interval_s, queue_pass)
+        self._job.start()
 
     def stop(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._stop.set()
-        thread.join(10)
-        self._thread = None
+        if self._job is not None:
+            self._job.stop()
+            self._job = None
 
 
 def vacuum_sqlite(path: Path) -> tuple[int, int]:
