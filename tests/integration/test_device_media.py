@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 
-from adbreak.broadcast import build_broadcast
 from adbreak.wire import (
     MAX_KEYFRAME_BYTES,
     SETTINGS_FIELDS,
@@ -31,7 +30,7 @@ from server.device_settings import BUILTIN_DEFAULTS
 from tests.edge_mqtt_support import Recorder, publish, retained, start_edge
 from tests.mqtt_support import mosquitto  # noqa: F401 - fixture
 from tests.server_support import SignedIn, error_of, make_app
-from tests.support import run_cli, wait_for
+from tests.support import wait_for
 
 TOPICS = Topics()
 KEYFRAME_KEYS = {"id", "device", "ts", "kind", "reason", "p_ad", "label", "model_version", "width", "height", "bytes",
@@ -264,18 +263,6 @@ def test_settings_need_a_signed_in_user(server):
 
 
 # ---------------------------------------------------------------------------------------------------- the edge
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, cache_dir):
-    root = tmp_path_factory.mktemp("edge-media")
-    train = build_broadcast(root, "train", seed=1, duration_s=240, pool="train")
-    held = build_broadcast(root, "x", seed=2, duration_s=90, pool="heldout")
-    proc = run_cli("extract", train.video, "--segments", train.truth, "--out", root / "frames", "--fps", "2", "-q")
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli("train", root / "frames", "--out", root / "model", "--cache-dir", cache_dir, "-q")
-    assert proc.returncode == 0, proc.stderr
-    return root / "model", held
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -284,8 +271,8 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.mark.slow
-def test_the_edge_sends_keyframes_of_every_segment_and_takes_settings(trained, server, mosquitto, tmp_path):  # noqa: F811
-    model, held = trained
+def test_the_edge_sends_keyframes_of_every_segment_and_takes_settings(live_model, server, mosquitto, tmp_path):  # noqa: F811
+    model, held = live_model
     app, api = server()
     state_dir = tmp_path / "edge-state"
     log = tmp_path / "edge.log"

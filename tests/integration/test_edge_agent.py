@@ -1,10 +1,10 @@
 """``adbreak edge`` end to end: a real model, a real built broadcast replayed in real time (x4), a real Mosquitto, the
 agent as its own process, and a plain paho subscriber checking what the wire contract promises.
 
-The model is trained like ``test_detection.py`` does (pool ``train``, seed 1, 240 s) and the agent watches a 90 s
-held-out broadcast (pool ``heldout``, seed 2) with two ~11.6 s breaks separated by 18.5 s of program. The default
-``min_program_s`` (20 s) would hold the second ad_start back to 20 s after the first ad_end, so the runs set it to
-10 s through ``ADBREAK_EDGE_DECISION`` (which also exercises the decision overrides).
+The model is the shared ``live_model`` (``tests/conftest.py``: pool ``train``, seed 1, 240 s) and the agent
+watches a 90 s held-out broadcast (pool ``heldout``, seed 2) with two ~11.6 s breaks separated by 18.5 s of program.
+The default ``min_program_s`` (20 s) would hold the second ad_start back to 20 s after the first ad_end, so the runs
+set it to 10 s through ``ADBREAK_EDGE_DECISION`` (which also exercises the decision overrides).
 """
 
 from __future__ import annotations
@@ -19,29 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from adbreak.broadcast import build_broadcast
 from adbreak.segments import read_segments
 from adbreak.wire import EventType, Topics, parse_event, parse_state, parse_telemetry
 from tests.edge_mqtt_support import Recorder, mosquitto, needs_mosquitto, publish, retained, start_edge
-from tests.support import run_cli
 
 pytestmark = [pytest.mark.slow, needs_mosquitto]
 
 SPEED = 4.0
 TOPICS = Topics("adbreak")
 DECISION_ENV = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0})}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, cache_dir):
-    root = tmp_path_factory.mktemp("edge")
-    train = build_broadcast(root, "train", seed=1, duration_s=240, pool="train")
-    held = build_broadcast(root, "x", seed=2, duration_s=90, pool="heldout")
-    proc = run_cli("extract", train.video, "--segments", train.truth, "--out", root / "frames", "--fps", "2", "-q")
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli("train", root / "frames", "--out", root / "model", "--cache-dir", cache_dir, "-q")
-    assert proc.returncode == 0, proc.stderr
-    return root / "model", held
 
 
 @pytest.fixture
@@ -64,8 +50,8 @@ def wait_exit(proc: subprocess.Popen, timeout: float, log: Path) -> int:
         raise AssertionError(f"the agent did not finish in {timeout} s:\n{log.read_text()[-3000:]}") from None
 
 
-def test_replay_publishes_availability_events_state_and_telemetry(trained, broker, tmp_path):
-    model, held = trained
+def test_replay_publishes_availability_events_state_and_telemetry(live_model, broker, tmp_path):
+    model, held = live_model
     rec = Recorder(broker, "adbreak/#")
     log = tmp_path / "edge.log"
     started = time.time()
@@ -127,8 +113,8 @@ def test_replay_publishes_availability_events_state_and_telemetry(trained, broke
     assert json.loads((tmp_path / "state" / "tv1.seq").read_text())["seq"] == len(events)
 
 
-def test_seq_keeps_counting_across_restarts(trained, broker, tmp_path):
-    model, held = trained
+def test_seq_keeps_counting_across_restarts(live_model, broker, tmp_path):
+    model, held = live_model
     rec = Recorder(broker, TOPICS.event("tv2"))
     for run in range(2):  # 40 s of stream each, read as fast as it decodes: the first break (ad_start, ad_end)
         log = tmp_path / f"run{run}.log"
@@ -145,12 +131,12 @@ def test_seq_keeps_counting_across_restarts(trained, broker, tmp_path):
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
-def test_a_vanished_agent_leaves_the_retained_offline_will(trained, broker, tmp_path, how):
+def test_a_vanished_agent_leaves_the_retained_offline_will(live_model, broker, tmp_path, how):
     """SIGKILL: the kernel closes the socket and the broker publishes the will at once. SIGSTOP: the connection stays
     open but silent, as when the Pi loses power or network, and the broker must notice through the keepalive: after
     1.5 x keepalive of silence, found by Mosquitto 2.0's keepalive sweep, which runs only every 5-6 s (so up to
     ~6 s more; the newer per-second sweep is exact)."""
-    model, held = trained
+    model, held = live_model
     keepalive = 2
     rec = Recorder(broker, TOPICS.available("tv3"))
     log = tmp_path / "edge.log"
@@ -176,8 +162,8 @@ def test_a_vanished_agent_leaves_the_retained_offline_will(trained, broker, tmp_
     assert retained(broker, TOPICS.available("tv3"))[TOPICS.available("tv3")].text == "offline"
 
 
-def test_mute_commands_run_the_configured_command_and_sigterm_stops_cleanly(trained, broker, tmp_path):
-    model, held = trained
+def test_mute_commands_run_the_configured_command_and_sigterm_stops_cleanly(live_model, broker, tmp_path):
+    model, held = live_model
     out = tmp_path / "tv-audio.txt"
     config = tmp_path / "edge.toml"
     config.write_text(
@@ -217,8 +203,8 @@ def test_mute_commands_run_the_configured_command_and_sigterm_stops_cleanly(trai
     rec.close()
 
 
-def test_an_unreadable_source_is_a_one_line_error(trained, tmp_path):
-    model, _ = trained
+def test_an_unreadable_source_is_a_one_line_error(live_model, tmp_path):
+    model, _ = live_model
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"this is not a video" * 100)
     proc = subprocess.run(
