@@ -33,7 +33,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
@@ -43,15 +43,16 @@ def _port_open(port: int) -> bool:
 
 class Mosquitto:
     """A private broker: ``listener <port> 127.0.0.1``, anonymous, no persistence (a restart forgets retained
-    messages, like a broker that lost its state)."""
+    messages, like a broker that lost its state); ``extra`` adds configuration lines."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        assert MOSQUITTO is not None
+    def __init__(self, workdir: Path, port: int | None = None, extra: str = "") -> None:
+        if MOSQUITTO is None:
+            pytest.skip("the mosquitto broker is not installed")
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.conf = self.workdir / f"mosquitto-{self.port}.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}")
         self.log = self.workdir / f"mosquitto-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -59,12 +60,16 @@ class Mosquitto:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
         deadline = time.monotonic() + 10
-        while not _port_open(self.port):
+        while not port_open(self.port):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
             if time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError("mosquitto did not open its port within 10 s")
-            time.sleep(0.05)
+            time.sleep(0.02)
+        time.sleep(0.05)  # someone else may hold the port: then our broker has just exited with "address in use"
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
         return self
 
     def stop(self) -> None:
@@ -101,14 +106,23 @@ class Message:
 
 
 class Recorder:
-    """A plain paho subscriber recording every message on ``topic_filter`` with its arrival time."""
+    """A plain paho subscriber recording every message on ``topic_filter`` with its arrival time. ``persistent``: a
+    fixed client id's session with clean session off (MQTT 3.1.1), so messages published while it is cut off from
+    the broker reach it when it is back."""
 
-    def __init__(self, broker: Mosquitto, topic_filter: str = "#", client_id: str | None = None) -> None:
+    def __init__(self, broker: Mosquitto, topic_filter: str = "#", client_id: str | None = None, *,
+                 persistent: bool = False) -> None:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self._filter = topic_filter
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"rec-{time.monotonic_ns()}")
+        client_id = client_id or f"rec-{time.monotonic_ns()}"
+        if persistent:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                                      clean_session=False)
+            self.client.reconnect_delay_set(1, 2)
+        else:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -123,17 +137,23 @@ class Recorder:
 
     def _on_message(self, client, userdata, msg) -> None:
         with self._cond:
-            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, time.time()))
+            self._record(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, time.time()))
             self._cond.notify_all()
+
+    def _record(self, message: Message) -> None:
+        self.messages.append(message)
 
     def on(self, topic: str) -> list[Message]:
         with self._cond:
             return [m for m in self.messages if m.topic == topic]
 
     def wait_for(self, predicate: Callable[[list[Message]], bool], timeout: float) -> bool:
+        return self._wait(lambda: predicate(self.messages), timeout)
+
+    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not predicate(self.messages):
+            while not done():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

@@ -15,7 +15,6 @@ import getpass
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from adbreak.mqtt_security import TlsOptions
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
 from edge.mqtt import MqttLink
 from server.app import create_app
-from tests.mqtt_support import find_free_port, stop_process, wait_for
+from tests.mqtt_support import find_free_port, port_open, stop_process, wait_for
 from tests.server_support import ADMIN_PASSWORD, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,14 +88,6 @@ class SecureBroker:
     log: Path
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def broker(tmp_path, pki):
     d = tmp_path / "mosquitto"
@@ -119,7 +110,7 @@ def broker(tmp_path, pki):
         proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
-        while not (_listening(plain) and _listening(tls)):
+        while not (port_open(plain) and port_open(tls)):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "mosquitto did not listen within 10 s"
             time.sleep(0.02)

@@ -3,10 +3,7 @@ after the commit, and what the server had received but not stored when it went a
 
 from __future__ import annotations
 
-import shutil
-import socket
 import sqlite3
-import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -21,7 +18,7 @@ from adbreak.wire import EventPayload, EventType, Topics, new_event_id
 from server import db
 from server.app import create_app
 from server.settings import ServerSettings
-from tests.mqtt_support import find_free_port, stop_process, wait_for
+from tests.mqtt_support import Mosquitto, find_free_port, wait_for
 
 TOPICS = Topics()
 
@@ -32,29 +29,11 @@ def roomy_broker(tmp_path_factory) -> Iterator[tuple[str, int]]:
     """A private Mosquitto that queues any number of QoS 1 messages for a subscriber (``max_queued_messages 0``,
     like bench/bench_ingest.py's): with the default 1000 the broker itself drops what a flood queues beyond that,
     whatever the server does (docs/server.md)."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        pytest.skip("the mosquitto broker is not installed")
-    workdir = tmp_path_factory.mktemp("roomy-mosquitto")
-    port = find_free_port()
-    (workdir / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                                            "max_queued_messages 0\n")
-    log = (workdir / "mosquitto.log").open("wb")
-    proc = subprocess.Popen([binary, "-c", str(workdir / "mosquitto.conf")], stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    broker = Mosquitto(tmp_path_factory.mktemp("roomy-mosquitto"), extra="max_queued_messages 0\n").start()
     try:
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return True
-            except OSError:
-                return proc.poll() is not None  # exited: reported below
-
-        wait_for(listening, timeout=10, what="mosquitto to listen")
-        assert proc.poll() is None, (workdir / "mosquitto.log").read_text()
-        yield ("127.0.0.1", port)
+        yield (broker.host, broker.port)
     finally:
-        stop_process(proc)
+        broker.stop()
 
 
 class Server:
