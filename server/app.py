@@ -100,6 +100,7 @@ class Runtime:
                 log.warning("stopping with messages not yet applied")
             self.bridge.stop()
             self.ingest.stop()
+            self.realtime.stop()
         self.engine.dispose()
 
 

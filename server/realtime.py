@@ -1,7 +1,9 @@
 """Socket.IO (Flask-SocketIO, ``async_mode="threading"``): what the browser dashboard is pushed (``docs/api.md``).
 
-On connect a client gets ``hello`` ``{"devices": [Device]}``; afterwards ``device``, ``segment``, ``telemetry`` and
-``firing`` as things happen. Emits come from the ingest worker after each batch commits (and from a thread that
+On connect a client gets ``hello`` ``{"devices": [Device]}``; afterwards ``device``, ``segment`` and ``firing`` as
+things happen, and ``telemetry`` in batches: every 0.2 s, one list with the latest sample of each device that sent one
+(one emit for all devices, not one per sample: at 1,000 TVs sending 1 Hz telemetry, 5 emits a second instead of
+1,000). Emits come from the ingest worker after each batch commits (and from a thread that
 writes on its own, e.g. the watchdog of a store without a worker); Flask-SocketIO broadcasts them to every client of
 the namespace ``/``. Within :meth:`Realtime.coalesce` (one ingest batch) a device is pushed once, in its last state.
 
@@ -14,21 +16,21 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Flask
 from flask_socketio import SocketIO, emit
 
 from adbreak.errors import AdbreakError
+from server.periodic import PeriodicJob
 from server.store import SegmentStore
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/"
-TELEMETRY_MIN_INTERVAL_S = 0.2
-"""At most 5 telemetry pushes per second per device; the rest are dropped."""
+TELEMETRY_BATCH_S = 0.2
+"""Telemetry goes out every 0.2 s as one list, the latest sample per device: at most 5 per second per device."""
 
 
 def create_socketio(app: Flask, store: SegmentStore, *, redis_url: str | None = None) -> SocketIO:
@@ -68,32 +70,16 @@ def check_redis(url: str, timeout_s: float = 5.0) -> None:
         client.close()
 
 
-class Throttle:
-    """Lets one item per key through every ``interval_s``."""
-
-    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = interval_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = self._clock()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self._interval:
-                return False
-            self._last[key] = now
-            return True
-
-
 class Realtime:
     """Pushes changes to every connected browser."""
 
-    def __init__(self, socketio: SocketIO) -> None:
+    def __init__(self, socketio: SocketIO, telemetry_batch_s: float = TELEMETRY_BATCH_S) -> None:
         self._socketio = socketio
-        self._telemetry = Throttle(TELEMETRY_MIN_INTERVAL_S)
         self._local = threading.local()  # .devices: the coalesced device pushes of this thread's open block
+        self._telemetry: dict[str, dict] = {}  # device -> its latest sample since the last batch
+        self._telemetry_lock = threading.Lock()
+        self._telemetry_job = PeriodicJob("adbreak-telemetry", telemetry_batch_s, self.flush_telemetry,
+                                          wait_first=True)
 
     @contextmanager
     def coalesce(self) -> Iterator[None]:
@@ -143,8 +129,23 @@ class Realtime:
         self._emit("correction", data)
 
     def telemetry(self, data: dict) -> bool:
-        """Push one telemetry sample unless the device had one less than 0.2 s ago."""
-        if not self._telemetry.allow(data["device"]):
-            return False
-        self._emit("telemetry", data)
-        return True
+        """Queue one telemetry sample for the next batch; False if it replaced the same device's queued sample."""
+        with self._telemetry_lock:
+            fresh = self._telemetry.pop(data["device"], None) is None
+            self._telemetry[data["device"]] = data
+        if not self._telemetry_job.running:
+            self._telemetry_job.start()
+        return fresh
+
+    def flush_telemetry(self) -> int:
+        """Push the queued samples as one ``telemetry`` list, in the order they came; how many."""
+        with self._telemetry_lock:
+            batch, self._telemetry = list(self._telemetry.values()), {}
+        if batch:
+            self._emit("telemetry", batch)
+        return len(batch)
+
+    def stop(self) -> None:
+        """Stop the telemetry batches (what is queued goes out first)."""
+        self._telemetry_job.stop()
+        self.flush_telemetry()

@@ -287,7 +287,7 @@ def test_live_view_follows_socket_events(server, page, tmp_path):
 
     # an ad starts: telemetry, the program segment closes, an ad segment opens, the state and auto-mute follow
     for t in telemetry_series(now, ad_start):
-        server.emit("telemetry", t)
+        server.emit("telemetry", [t])  # a batch, as the server sends: one sample per device
     server.emit("segment", segment(3, "program", now - 1320, ad_start))
     server.emit("segment", segment(4, "ad", ad_start, None, confidence=0.93))
     server.emit("device", device_payload(DEVICE, label="ad", since=ad_start, confidence=0.93, muted=True, now=now))
@@ -327,7 +327,7 @@ def test_live_view_follows_socket_events(server, page, tmp_path):
     expect(page.get_by_test_id("device-state-bedroom")).to_have_text("PROGRAM")
 
     for t in telemetry_series(time.time(), ad_start)[-3:]:
-        server.emit("telemetry", t)
+        server.emit("telemetry", [t])  # a batch, as the server sends: one sample per device
     page.wait_for_timeout(400)
     shot = tmp_path / "dashboard-live.png"
     page.screenshot(path=str(shot), full_page=True)

@@ -54,3 +54,27 @@ def test_stop_wakes_a_long_wait_at_once():
     done = threading.Event()
     threading.Thread(target=lambda: (job.stop(), done.set())).start()
     assert done.wait(2)
+
+
+def test_wait_first_holds_the_first_tick_for_an_interval():
+    ticks: list[float] = []
+    job = PeriodicJob("later", 3600.0, lambda: ticks.append(1.0), wait_first=True)
+    job.start()
+    threading.Event().wait(0.1)
+    job.stop()
+    assert ticks == []
+
+
+def test_concurrent_starts_make_one_thread():
+    job = PeriodicJob("once", 3600.0, lambda: None, wait_first=True)
+    gate = threading.Barrier(8)
+    starters = [threading.Thread(target=lambda: (gate.wait(), job.start())) for _ in range(8)]
+    for t in starters:
+        t.start()
+    for t in starters:
+        t.join()
+    try:
+        assert sum(t.name == "once" for t in threading.enumerate()) == 1
+    finally:
+        job.stop()
+    assert not any(t.name == "once" for t in threading.enumerate())

@@ -364,6 +364,37 @@ def test_realtime_coalesces_device_pushes_in_a_block():
     assert sio.emitted[-1] == ("device", {"name": "tv1", "v": 3})
 
 
+def test_realtime_batches_telemetry_latest_per_device():
+    sio = FakeSocketIO()
+    rt = Realtime(sio, telemetry_batch_s=3600.0)  # the flush below stands in for the timer
+    try:
+        assert rt.telemetry({"device": "tv1", "stream_t": 1.0}) is True
+        assert rt.telemetry({"device": "tv2", "stream_t": 1.0}) is True
+        assert rt.telemetry({"device": "tv1", "stream_t": 2.0}) is False  # replaces tv1's queued sample
+        assert sio.of("telemetry") == []  # the first batch waits for its interval
+        assert rt.flush_telemetry() == 2
+        # one list, the latest sample of each device, in the order those samples came
+        assert sio.of("telemetry") == [[{"device": "tv2", "stream_t": 1.0}, {"device": "tv1", "stream_t": 2.0}]]
+        assert rt.flush_telemetry() == 0 and len(sio.of("telemetry")) == 1  # nothing queued: no emit
+        rt.telemetry({"device": "tv3", "stream_t": 5.0})
+    finally:
+        rt.stop()  # sends what is queued
+    assert sio.of("telemetry")[-1] == [{"device": "tv3", "stream_t": 5.0}]
+
+
+def test_realtime_sends_telemetry_on_its_own_every_batch_interval():
+    sio = FakeSocketIO()
+    rt = Realtime(sio, telemetry_batch_s=0.05)
+    try:
+        rt.telemetry({"device": "tv1", "stream_t": 1.0})
+        deadline = time.monotonic() + 5
+        while not sio.of("telemetry") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sio.of("telemetry")[0] == [{"device": "tv1", "stream_t": 1.0}]
+    finally:
+        rt.stop()
+
+
 def test_a_late_event_is_stored_and_counted_but_mutes_nothing(store, db_path):
     ingest, publish, _sio = make(store, late_event_s=15.0)
     ingest.apply_batch([online("tv1")])

@@ -318,10 +318,13 @@ export class LiveView {
     card.render();
   }
 
-  onTelemetry(t) {
-    const card = this.card(t.device);
-    card.setTelemetry(t);
-    card.render();
+  /** A telemetry batch from the server: a list with the latest sample of each device (a lone sample is taken too). */
+  onTelemetry(batch) {
+    for (const t of Array.isArray(batch) ? batch : [batch]) {
+      const card = this.card(t.device);
+      card.setTelemetry(t);
+      card.render();
+    }
   }
 
   onFiring(f) {

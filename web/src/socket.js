@@ -1,4 +1,4 @@
-// The Socket.IO side of the contract (namespace "/"): hello, device, segment, telemetry, firing.
+// The Socket.IO side of the contract (namespace "/"): hello, device, segment, telemetry (batches), firing.
 // socket.io-client 4 speaks Engine.IO protocol 4, which python-socketio 5 / python-engineio 4 serve.
 
 import { io } from "socket.io-client";
