@@ -313,7 +313,10 @@ export class DevicesView {
     this.renderEmpty();
   }
 
+  // While the view is hidden, pushes are not applied: show() loads the whole list afresh. A page of hundreds of TVs
+  // must not keep hundreds of hidden settings forms current on every push (it stalled the live view for seconds).
   setDevices(devices) {
+    if (!this.visible) return;
     for (const d of devices) {
       if ("availability" in d) this.upsert(d);
       else if (!this.cards.has(d.name)) this.fetchOne(d.name);
@@ -331,7 +334,7 @@ export class DevicesView {
   }
 
   onDevice(d) {
-    if (!d || !d.name) return;
+    if (!this.visible || !d || !d.name) return;
     if (this.cards.has(d.name) || "availability" in d) this.upsert(d);
     this.renderEmpty();
   }

@@ -10,6 +10,8 @@ import { Timeline, timelineWindow } from "./timeline.js";
 
 const AVAILABILITY = { online: "online", offline: "offline", stopped: "stopped" };
 
+const DEVICE_FETCH_DELAY_MS = 1000;
+
 const num = (x, digits) => (Number.isFinite(x) ? x.toFixed(digits) : "—");
 
 function blankDevice(name) {
@@ -29,6 +31,7 @@ class DeviceCard {
     this.exitText = h("span", { dataset: { testid: `device-exit-${n}` } });
     this.name = n;
     this.device = device;
+    this.known = false; // a device object from the server (push, hello or REST) has been seen
     this.segments = new Map(); // id -> Segment, today's
     this.lastFiring = null;
     this.lastTelemetry = null;
@@ -36,6 +39,11 @@ class DeviceCard {
     this.clockOffset = 0; // device clock minus browser clock, from recent telemetry
     this.offsets = []; // [arrival, ts - arrival] of the last 30 s
     this.loadError = null;
+    // the timeline, the chart and the clock-driven text are drawn only while the card is on (or near) the screen
+    // (LiveView's IntersectionObserver says when): with hundreds of TVs, drawing every card every second left the
+    // page no time for the badges. Off screen, render() keeps the text current and marks the rest to draw.
+    this.onScreen = false;
+    this.needsDraw = false;
 
     this.availability = h("span", { class: "badge", dataset: { testid: `device-availability-${n}` } });
     this.state = h("div", { class: "state", dataset: { testid: `device-state-${n}` } });
@@ -129,6 +137,7 @@ class DeviceCard {
   }
 
   setDevice(device) {
+    this.known = true;
     this.device = { ...this.device, ...device };
     this.setThresholds(thresholds(this.device));
     this.render();
@@ -198,6 +207,18 @@ class DeviceCard {
       );
     setText(this.lastSeen, d.last_seen != null ? fmtTime(d.last_seen) : "—");
 
+    if (this.onScreen) this.renderPlots(now, t, age);
+    else this.needsDraw = true;
+  }
+
+  /** The card came on (or went off) the screen: draw what was skipped while it was off. */
+  setOnScreen(on) {
+    this.onScreen = on;
+    if (on && this.needsDraw) this.render();
+  }
+
+  renderPlots(now, t, age) {
+    this.needsDraw = false;
     const from = dayStart();
     const to = dayEnd();
     const segs = this.sortedSegments(from);
@@ -224,8 +245,10 @@ export class LiveView {
   constructor(root) {
     this.root = root;
     this.cards = new Map();
+    this.order = []; // the cards' names, sorted as the grid shows them
     this.loading = new Set();
-    this.grid = h("div", { class: "cards" });
+    this.toLoad = new Set(); // devices whose today (segments, last firing) is fetched when their card comes on screen
+    this.grid = h("div", { class: "cards live-cards" });
     this.empty = h(
       "div",
       { class: "empty", dataset: { testid: "live-empty" } },
@@ -234,6 +257,18 @@ export class LiveView {
     );
     this.root.append(this.empty, this.grid);
     this.day = dayStart();
+    this.byEl = new WeakMap(); // card element -> card, for the observer
+    this.visibility = new IntersectionObserver(
+      (entries) => {
+        for (const e of entries) {
+          const card = this.byEl.get(e.target);
+          if (!card) continue;
+          card.setOnScreen(e.isIntersecting);
+          if (e.isIntersecting && this.toLoad.has(card.name)) this.loadToday(card.name);
+        }
+      },
+      { rootMargin: "600px 0px" },
+    );
     setInterval(() => this.tick(), 1000);
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
       for (const c of this.cards.values()) c.chart.restyle();
@@ -245,16 +280,19 @@ export class LiveView {
     const names = new Set(devices.map((d) => d.name));
     if (authoritative) {
       for (const [name, card] of this.cards) {
-        if (!names.has(name)) {
-          card.destroy();
-          this.cards.delete(name);
-        }
+        if (!names.has(name)) this.remove(name);
       }
     }
     for (const d of devices) this.card(d.name, d).setDevice(d);
-    // after a (re)connect, fetch what may have been missed while disconnected
-    for (const name of names) this.loadToday(name);
+    // after a (re)connect, fetch what may have been missed while disconnected (now for the cards on screen, the
+    // others when they come on screen: a page of 1,000 TVs must not send 2,000 requests at once)
+    for (const name of names) this.requestLoad(name);
     this.layout();
+  }
+
+  requestLoad(name) {
+    this.toLoad.add(name);
+    if (this.cards.get(name)?.onScreen) this.loadToday(name);
   }
 
   card(name, device) {
@@ -262,29 +300,56 @@ export class LiveView {
     if (!card) {
       card = new DeviceCard(device ?? blankDevice(name));
       this.cards.set(name, card);
+      this.byEl.set(card.el, card);
+      this.place(card);
+      this.visibility.observe(card.el);
       this.layout();
       if (!device) {
-        // an event from a device we have not heard of yet: fetch it
-        fetchDevice(name)
-          .then((d) => card.setDevice(d))
-          .catch(() => {});
-        this.loadToday(name);
+        // an event from a device we have not heard of yet: fetch it, unless its `device` push comes first (the
+        // server sends a batch's device pushes after its segments, so a new TV's first segment precedes them)
+        setTimeout(() => {
+          if (this.cards.get(name) === card && !card.known) {
+            fetchDevice(name)
+              .then((d) => card.setDevice(d))
+              .catch(() => {});
+          }
+        }, DEVICE_FETCH_DELAY_MS);
+        this.requestLoad(name);
       }
     }
     return card;
   }
 
+  /** Insert a new card at its place in name order (a binary search: no re-sort of the whole grid per card). */
+  place(card) {
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.order[mid].localeCompare(card.name) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    this.order.splice(lo, 0, card.name);
+    this.grid.insertBefore(card.el, this.cards.get(this.order[lo + 1])?.el ?? null);
+  }
+
+  remove(name) {
+    const card = this.cards.get(name);
+    this.visibility.unobserve(card.el);
+    card.destroy();
+    this.cards.delete(name);
+    this.order.splice(this.order.indexOf(name), 1);
+    this.toLoad.delete(name);
+  }
+
   layout() {
-    const sorted = [...this.cards.values()].sort((a, b) => a.name.localeCompare(b.name));
-    sorted.forEach((card, i) => {
-      if (this.grid.children[i] !== card.el) this.grid.insertBefore(card.el, this.grid.children[i] ?? null);
-    });
     this.empty.hidden = this.cards.size > 0;
   }
 
   async loadToday(name) {
     if (this.loading.has(name)) return;
     this.loading.add(name);
+    this.toLoad.delete(name);
     const start = dayStart();
     try {
       const [segments, firings] = await Promise.all([
@@ -340,6 +405,10 @@ export class LiveView {
         for (const [id, s] of card.segments) if (s.end != null && s.end <= day) card.segments.delete(id);
       }
     }
-    for (const card of this.cards.values()) card.render();
+    // the clocks ("for 3m 12s") of the cards on screen; the others are drawn when they come on screen
+    for (const card of this.cards.values()) {
+      if (card.onScreen) card.render();
+      else card.needsDraw = true;
+    }
   }
 }

@@ -30,7 +30,19 @@ const views = {
 const login = new LoginView(el("login"), () => start());
 let helloSeen = false;
 let socket = null;
-let deviceNames = [];
+let deviceNames = new Set();
+let namesTimer = 0;
+
+/** New device names reach the other views' device pickers at most every 0.25 s, all at once: one rebuild of each
+ * picker for a burst of new devices (1,000 TVs coming online), not one per device. */
+function namesChanged() {
+  if (namesTimer) return;
+  namesTimer = setTimeout(() => {
+    namesTimer = 0;
+    const devices = [...deviceNames].map((name) => ({ name }));
+    for (const [k, v] of Object.entries(views)) if (k !== "live") v.setDevices?.(devices);
+  }, 250);
+}
 
 function each(method, ...args) {
   for (const view of Object.values(views)) {
@@ -92,14 +104,14 @@ function start() {
       hello: ({ devices }) => {
         helloSeen = true;
         live.setDevices(devices, true);
-        deviceNames = devices.map((d) => d.name);
+        deviceNames = new Set(devices.map((d) => d.name));
         for (const [k, v] of Object.entries(views)) if (k !== "live") v.setDevices?.(devices);
       },
       device: (d) => {
         each("onDevice", d);
-        if (!deviceNames.includes(d.name)) {
-          deviceNames = [...deviceNames, d.name];
-          for (const [k, v] of Object.entries(views)) if (k !== "live") v.setDevices?.(deviceNames.map((name) => ({ name })));
+        if (!deviceNames.has(d.name)) {
+          deviceNames.add(d.name);
+          namesChanged();
         }
       },
       segment: (s) => each("onSegment", s),
@@ -117,7 +129,7 @@ function start() {
       if (helloSeen) return;
       live.setDevices(devices, false);
       for (const [k, v] of Object.entries(views)) if (k !== "live") v.setDevices?.(devices);
-      deviceNames = devices.map((d) => d.name);
+      deviceNames = new Set(devices.map((d) => d.name));
     })
     .catch((e) => console.warn("adbreak: device list unavailable:", e.message));
 }

@@ -24,6 +24,7 @@ export class ProbChart {
     this.right = Date.now() / 1000;
     this.plot = null;
     this.frame = 0;
+    this.wanted = false; // update() was called: the card is (or was) on screen, so the plot is worth creating
     this.el.dataset.points = "0";
     this.readout = document.createElement("div");
     this.readout.className = "chart-readout";
@@ -45,10 +46,18 @@ export class ProbChart {
     } else {
       this.points.push({ ts: t.ts, p: t.p_ad, s: t.smoothed, label: t.label });
     }
+    // bounded even while the card is off screen and update() is not called: at most a window and a half
+    if (this.points.length > 1 && this.points[0].ts < t.ts - 1.5 * this.windowS - GAP_S) {
+      const from = t.ts - this.windowS - GAP_S;
+      let drop = 0;
+      while (drop < this.points.length && this.points[drop].ts < from) drop++;
+      this.points.splice(0, drop);
+    }
   }
 
   /** Slide the window so it ends at `right` (device clock, epoch seconds) and redraw on the next frame. */
   update(right) {
+    this.wanted = true;
     this.right = right;
     const from = right - this.windowS - GAP_S;
     let drop = 0;
@@ -203,7 +212,9 @@ export class ProbChart {
   resize() {
     const w = this.el.clientWidth;
     if (w === 0) return;
-    if (!this.plot) this.draw();
+    if (!this.plot) {
+      if (this.wanted) this.draw(); // never asked for (a card that has not been on screen): not created
+    }
     else if (w !== this.plot.width) this.plot.setSize({ width: w, height: HEIGHT });
   }
 
