@@ -422,3 +422,41 @@ def test_history_view_shows_the_day(server, page, tmp_path):
     page.screenshot(path=str(tmp_path / "dashboard-history.png"), full_page=True)
     shutil.copy(tmp_path / "dashboard-history.png", "/tmp/dashboard-history.png")
     assert page.problems == []
+
+
+def test_live_view_with_hundreds_of_devices_draws_and_fetches_only_near_the_screen(server, page):
+    """300 TVs: every badge stays current, but only the cards near the screen fetch their day and draw their chart
+    and timeline (at 1,000 TVs, drawing and fetching for all of them left the page seconds behind:
+    bench/results/load.md); a card scrolled to is drawn and loaded then."""
+    expect = sync_api.expect
+    now = time.time()
+    names = [f"tv{i:03d}" for i in range(300)]
+    for i, name in enumerate(names):
+        server.devices[name] = device_payload(name, label="program", since=now - 600, now=now)
+        server.segments.append({**segment(i + 1, "program", now - 600, None), "device": name})
+    page.goto(server.url + "/#/live")
+    expect(page.get_by_test_id("conn-status")).to_have_text("connected", timeout=TIMEOUT_MS)
+    expect(page.locator('[data-testid^="device-card-"]')).to_have_count(300, timeout=TIMEOUT_MS)
+    first, last = names[0], names[-1]
+    expect(page.get_by_test_id(f"timeline-{first}").locator('[data-label="program"]')).to_have_count(1)
+    expect(page.get_by_test_id(f"chart-{first}").locator("canvas")).to_have_count(1)
+
+    # one telemetry list for all of them, then the last TV (far below the screen) goes to an ad
+    server.emit("telemetry", [{**telemetry_series(now, now + 60, seconds=1)[0], "device": n} for n in names])
+    server.emit("device", device_payload(last, label="ad", since=now, muted=True, now=now))
+    expect(page.get_by_test_id(f"device-state-{last}")).to_have_text("AD", timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id(f"device-muted-{last}")).to_have_text("MUTED")
+    expect(page.get_by_test_id(f"device-detector-{first}")).to_contain_text("4.0 fps")
+    page.wait_for_timeout(1500)  # two ticks of the live view's clock
+
+    day_fetches = [u for u in page.requests if "/api/v1/segments" in u]
+    assert 0 < len(day_fetches) <= 40, f"{len(day_fetches)} day fetches for 300 TVs"
+    assert not any(f"device={last}" in u for u in day_fetches)
+    assert not [u for u in page.requests if "/api/v1/devices/" in u]  # every TV came with hello: no lookups
+    assert page.get_by_test_id(f"chart-{last}").locator("canvas").count() == 0
+
+    page.get_by_test_id(f"device-card-{last}").scroll_into_view_if_needed()
+    expect(page.get_by_test_id(f"chart-{last}").locator("canvas")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id(f"timeline-{last}").locator('[data-label="program"]')).to_have_count(1)
+    assert any(f"device={last}" in u for u in page.requests if "/api/v1/segments" in u)
+    assert page.problems == []
