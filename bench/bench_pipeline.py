@@ -17,7 +17,7 @@ import sys
 import time
 
 import numpy as np
-from common import DATA, ROOT, adbreak, broadcast, log, median, trained_bundle, write_result
+from common import DATA, ROOT, adbreak, broadcast, log, machine, median, trained_bundle, write_result
 
 # the peak is the process's own VmHWM: getrusage's ru_maxrss keeps the high-water mark of the process image exec
 # replaced, which for a child forked from this benchmark is the benchmark's own RSS (Linux keeps it across execve)
@@ -163,9 +163,10 @@ def main() -> None:
         "edge_rss_frames": frames_rss,
         "targets": {"per_frame_path_fps": 150, "evaluate_30min_s": 60, "edge_rss_mb": 150},
     }
+    m = machine()
     md = f"""# Detection path speed and memory
 
-Machine: see `pipeline.json` (`machine`). Medians of {args.repeats} runs in one session.
+Machine: {m["cpu"]}, {m["cores"]} cores, {" ".join(m["simd"]) or "no AVX2"} (`pipeline.json`). Medians of {args.repeats} runs in one session.
 
 | measure | result | target |
 |---|---|---|

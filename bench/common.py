@@ -80,17 +80,25 @@ def trained_bundle(name: str, video: Path, truth: Path, meta: dict[str, Any], *,
     return bundle
 
 
+# the instruction sets that decide the int8 backbone's speed (XNNPACK uses VNNI where the CPU has it)
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
     return {
         "cpu": cpu,
+        "simd": [f for f in SIMD_FLAGS if f in flags],
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "when": time.strftime("%Y-%m-%d %H:%M"),
