@@ -89,10 +89,10 @@ def ffmpeg_decode_ms(video, seconds: float = 120.0, fps: float = 5.0) -> float:
     return round(cpu / (seconds * fps) * 1000, 3)
 
 
-def backbone_ms(repeats: int = 200) -> float:
+def backbone_ms(repeats: int = 200, threads: int = 1) -> float:
     from edge.backbone import Backbone
 
-    bb = Backbone.shared()
+    bb = Backbone.shared() if threads == 1 else Backbone(num_threads=threads)
     x = np.random.default_rng(0).integers(0, 255, (1, 224, 224, 3), dtype=np.uint8)
     for _ in range(10):
         bb.features(x)
@@ -117,6 +117,7 @@ def main() -> None:
 
     log("backbone alone")
     bb = [backbone_ms() for _ in range(args.repeats)]
+    bb2 = [backbone_ms(threads=2) for _ in range(args.repeats)]
     log("FFmpeg's own decoder, one thread")
     ff = [ffmpeg_decode_ms(video) for _ in range(args.repeats)]
     log("per-frame path, one thread")
@@ -147,6 +148,7 @@ def main() -> None:
     result = {
         "recording": {"file": video.name, "minutes": args.minutes, "size": "960x540", "fps": 25, "analysed_fps": 5},
         "backbone_one_thread_ms_median": median(bb),
+        "backbone_two_threads_ms_median": median(bb2),
         "backbone_runs_ms": bb,
         "per_frame_path_one_thread": path,
         "per_frame_path_runs_fps": [p["frames_per_s"] for p in paths],
@@ -171,6 +173,7 @@ Machine: {m["cpu"]}, {m["cores"]} cores, {" ".join(m["simd"]) or "no AVX2"} (`pi
 | measure | result | target |
 |---|---|---|
 | backbone alone, one thread, per frame | {median(bb):.2f} ms | (research.md: 2.2 ms on its machine) |
+| backbone alone, two interpreter threads (for comparison; the path uses one) | {median(bb2):.2f} ms | |
 | whole per-frame path, one thread (decode, sample, preprocess, backbone, head, decision) | {path["frames_per_s"]:.1f} frames/s ({path["total_ms"]:.2f} ms; process CPU {path["process_cpu_ms"]:.2f} ms) | >= 150 frames/s |
 | of which decode+sample / preprocess / backbone / head / decision | {path["decode_sample_ms"]:.2f} / {path["preprocess_ms"]:.2f} / {path["backbone_ms"]:.2f} / {path["head_ms"]:.3f} / {path["decision_ms"]:.3f} ms | |
 | FFmpeg's own decoder (CLI, one thread, every frame, no RGB conversion), per analysed frame | {median(ff):.2f} ms | (the path's decode+sample skips unsampled non-reference frames) |
