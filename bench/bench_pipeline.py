@@ -1,6 +1,7 @@
 """Speed and memory of the detection path.
 
-1. backbone alone: one 224x224 frame through the int8 model, one thread (the hardware's yardstick);
+1. backbone alone: one 224x224 frame through the int8 model, one thread (the hardware's yardstick), and on two
+   interpreter threads for comparison;
 2. the whole per-frame path on one thread, no prefetch: decode, sample (5 fps), preprocess, backbone, head, decision;
 3. `adbreak evaluate` on a 30-minute 960x540 25 fps recording at 5 fps (a new process, as a user runs it);
 4. the edge process's peak RSS while running the pipeline.
@@ -168,7 +169,7 @@ def main() -> None:
     m = machine()
     md = f"""# Detection path speed and memory
 
-Machine: {m["cpu"]}, {m["cores"]} cores, {" ".join(m["simd"]) or "no AVX2"} (`pipeline.json`). Medians of {args.repeats} runs in one session.
+Machine: {m["cpu"]}, {m["cores"]} cores, {" ".join(m["simd"]) or "no AVX2, AVX-512 or VNNI"} (`pipeline.json`). Medians of {args.repeats} runs in one session.
 
 | measure | result | target |
 |---|---|---|
