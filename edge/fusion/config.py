@@ -1,0 +1,105 @@
+"""Settings of the fusion and the duration-aware decision (stored in the model bundle; see ``docs/decision.md``)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionConfig:
+    """How per-frame cues become blocks, how blocks become evidence, and what the decoder believes about durations.
+
+    Every field is a plain number so the whole config round-trips through JSON (``to_dict`` / ``from_dict``).
+    """
+
+    # -- cut points: where a break or a spot may begin or end -------------------------------------------------------
+    separator_threshold: float = 0.5
+    """A frame whose ``black`` or ``dip`` is at least this is a separator frame (black, uniform or a dip)."""
+    silence_threshold: float = 0.5
+    """``silence`` at least this counts as silent."""
+    cut_threshold: float = 0.5
+    """``cut`` at least this counts as a scene cut."""
+    silence_cut_gap_s: float = 0.45
+    """A scene cut with silence within this many seconds is a cut point (spots joined without black)."""
+    aspect_threshold: float = 0.5
+    """``aspect`` at least this (the picture's bars changed) is a cut point."""
+    repeat_min_s: float = 5.0
+    """A run of frames matching a remembered ad counts only when it lasts this long."""
+
+    # -- durations (seconds) ---------------------------------------------------------------------------------------
+    min_break_s: float = 20.0
+    max_break_s: float = 600.0
+    min_program_s: float = 60.0
+    short_penalty: float = 0.6
+    """Log-prior cost (nats) per second a closed segment falls short of its minimum."""
+    long_penalty: float = 0.05
+    """Log-prior cost (nats) per second a break runs past ``max_break_s``."""
+    switch_cost: float = 1.0
+    """Log-prior cost (nats) of every change of state."""
+    spot_min_s: float = 5.0
+    spot_max_s: float = 120.0
+    spot_step_s: float = 5.0
+    spot_tolerance_s: float = 0.6
+    """A block between two cut points whose length is within this of a multiple of ``spot_step_s`` (in
+    ``spot_min_s``-``spot_max_s``) has a standard spot length."""
+
+    # -- evidence --------------------------------------------------------------------------------------------------
+    max_llr: float = 4.0
+    """Largest log-likelihood ratio (nats) one feature may contribute per second (or per block)."""
+    max_block_llr: float = 20.0
+    """Largest evidence (nats) the per-second features of one block may add up to: frames of one block are not
+    independent, and a long block must not outweigh the duration priors of everything around it."""
+    prior_weight_s: float = 300.0
+    """Weight of the default class-conditional histograms, in seconds of evidence (block features: / 10 blocks)."""
+    memory_s: float = 3 * 3600.0
+    """Online calibration forgets evidence older than about this many seconds of decided stream."""
+    em_iterations: int = 3
+    """Offline: decode, re-estimate every cue's histograms from the decoded labels, decode again."""
+
+    # -- online decision -------------------------------------------------------------------------------------------
+    margin: float = 2.0
+    """The best path ending in the other state must beat the current state's by this many nats to switch."""
+    window_s: float = 900.0
+    """Online: the frames of the last this many seconds are re-decoded on every frame."""
+    startup_s: float = 2.0
+    """Online: the first state is decided after this many seconds of frames."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+                raise ValueError(f"fusion setting {f.name} must be a finite number, got {value!r}")
+            if value < 0:
+                raise ValueError(f"fusion setting {f.name} must be >= 0, got {value!r}")
+            object.__setattr__(self, f.name, int(value) if f.name == "em_iterations" else float(value))
+        for name in ("separator_threshold", "silence_threshold", "cut_threshold", "aspect_threshold"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"fusion setting {name} must lie in (0, 1], got {getattr(self, name)}")
+        if self.min_break_s > self.max_break_s:
+            raise ValueError(f"min_break_s ({self.min_break_s}) exceeds max_break_s ({self.max_break_s})")
+        if self.spot_step_s <= 0 or self.spot_min_s > self.spot_max_s:
+            raise ValueError("spot_step_s must be > 0 and spot_min_s <= spot_max_s")
+        if self.window_s < 2 * self.max_break_s / 3:
+            raise ValueError(f"window_s ({self.window_s}) must cover most of a long break (max_break_s)")
+        if self.max_llr <= 0:
+            raise ValueError("max_llr must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> FusionConfig:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys raise ``ValueError``."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ValueError(f"fusion settings must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ValueError(f"unknown fusion setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(data))

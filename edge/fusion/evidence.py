@@ -1,0 +1,180 @@
+"""From per-frame cue values to blocks: the stretches between cut points, each with its features.
+
+A *cut point* is where a break or a spot can begin or end: the edges of a run of separator frames (black, uniform
+or a dip that does not reach black), a scene cut with silence next to it (spots joined without black), a change of
+the picture's bars (aspect), and the edges of a run that matches a remembered ad for at least ``repeat_min_s``.
+Between two cut points lies a *block*. A program segment is usually one long block (its scene cuts are not cut
+points unless the sound drops out with them), a break a row of short ones: its spots and separators. This is what
+makes a cold open (a program stretch without the logo) decidable: it shares its block with the program it opens,
+and the block's logo share is the program's.
+
+Everything here is pure numpy over arrays of frames; :func:`make_blocks` is called on the whole recording offline
+and on the recent window live.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.fusion.config import FusionConfig
+
+CUE_COLUMNS: tuple[str, ...] = ("p_ad", "logo", "black", "dip", "silence", "loudness", "cut", "aspect", "repeat")
+"""The per-frame values the fusion reads (the scores file's columns); any may be NaN (not measured)."""
+
+SECOND_FEATURES: tuple[str, ...] = ("logo", "p_ad", "repeat")
+"""Block features whose evidence counts once per second of the block."""
+BLOCK_FEATURES: tuple[str, ...] = ("separator", "spot_length", "length", "loudness", "cuts")
+"""Block features whose evidence counts once per block: statistics of the whole block (its loudness, its rate of
+scene cuts) say one thing about it however long it is."""
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """The blocks of a stretch of frames, as parallel arrays (one entry per block)."""
+
+    first: np.ndarray  # index of the block's first frame
+    stop: np.ndarray  # index after its last frame
+    t0: np.ndarray  # start time (s): midway between the previous frame and its first frame, or the stretch's start
+    t1: np.ndarray  # end time (s)
+    features: dict[str, np.ndarray]  # SECOND_FEATURES and BLOCK_FEATURES, NaN where unknown
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    @property
+    def duration(self) -> np.ndarray:
+        return self.t1 - self.t0
+
+
+def _near(mask: np.ndarray, t: np.ndarray, gap_s: float) -> np.ndarray:
+    """True at frames with a True frame of ``mask`` within ``gap_s`` seconds (frame times ``t``, increasing)."""
+    if not mask.any():
+        return mask
+    hits = t[mask]
+    lo = np.searchsorted(hits, t - gap_s - 1e-9, side="left")
+    hi = np.searchsorted(hits, t + gap_s + 1e-9, side="right")
+    return hi > lo
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop indices of the runs of True."""
+    d = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def _ge(values: np.ndarray, threshold: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(values, nan=0.0) >= threshold
+
+
+def repeat_mask(t: np.ndarray, repeat: np.ndarray, cfg: FusionConfig) -> np.ndarray:
+    """Frames inside a run of remembered-ad matches that lasts at least ``repeat_min_s``."""
+    hit = _ge(repeat, 0.5)
+    out = np.zeros(len(t), bool)
+    for a, b in zip(*_runs(hit), strict=True):
+        if t[b - 1] - t[a] + _frame_step(t) >= cfg.repeat_min_s - 1e-6:
+            out[a:b] = True
+    return out
+
+
+def _frame_step(t: np.ndarray) -> float:
+    if len(t) < 2:
+        return 0.2
+    return float(np.median(np.diff(t[-64:])))
+
+
+def cut_points(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(cut, separator)``: ``cut[k]`` is True when a block boundary lies between frame ``k - 1`` and frame ``k``
+    (``cut[0]`` is always False); ``separator[k]`` marks separator frames."""
+    n = len(t)
+    cols = columns_from_rows(cols, n)
+    sep = _ge(cols["black"], cfg.separator_threshold) | _ge(cols["dip"], cfg.separator_threshold)
+    cut = np.zeros(n, bool)
+    if n < 2:
+        return cut, sep
+    cut[1:] |= sep[1:] != sep[:-1]
+    silent = _ge(cols["silence"], cfg.silence_threshold)
+    scene = _ge(cols["cut"], cfg.cut_threshold)
+    cut |= scene & _near(silent, t, cfg.silence_cut_gap_s)
+    cut |= _ge(cols["aspect"], cfg.aspect_threshold)
+    rep = repeat_mask(t, cols["repeat"], cfg)
+    cut[1:] |= rep[1:] != rep[:-1]
+    cut[0] = False
+    return cut, sep
+
+
+def _nanmean_blocks(values: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    ok = ~np.isnan(values)
+    s = np.add.reduceat(np.where(ok, values, 0.0), first)
+    c = np.add.reduceat(ok.astype(np.float64), first)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(c > 0, s / np.maximum(c, 1), np.nan)
+
+
+def make_blocks(
+    t: np.ndarray,
+    cols: Mapping[str, np.ndarray],
+    cfg: FusionConfig,
+    *,
+    start_t: float | None = None,
+    end_t: float | None = None,
+) -> Blocks:
+    """Split frames (times ``t``, cue columns ``cols``) into blocks and measure each block's features.
+
+    ``start_t`` / ``end_t`` are the stretch's edges (default: half a frame before the first frame and after the
+    last). A block's ``spot_length`` is 1 when both its ends are cut points inside the stretch and its length is a
+    standard spot length, 0 when closed but not standard, NaN when an end is open (the stretch's edge).
+    """
+    n = len(t)
+    cols = columns_from_rows(cols, n)
+    if n == 0:
+        empty = np.zeros(0)
+        return Blocks(empty.astype(int), empty.astype(int), empty, empty, {})
+    step = _frame_step(t)
+    cut, sep = cut_points(t, cols, cfg)
+    first = np.flatnonzero(cut)
+    first = np.concatenate(([0], first)).astype(np.int64)
+    stop = np.concatenate((first[1:], [n])).astype(np.int64)
+    mids = np.empty(n + 1)
+    mids[1:-1] = 0.5 * (t[1:] + t[:-1])
+    mids[0] = t[0] - 0.5 * step if start_t is None else start_t
+    mids[-1] = t[-1] + 0.5 * step if end_t is None else end_t
+    t0, t1 = mids[first], mids[stop]
+    dur = np.maximum(t1 - t0, 1e-6)
+
+    feats: dict[str, np.ndarray] = {}
+    feats["logo"] = _nanmean_blocks(cols["logo"], first, stop)
+    feats["p_ad"] = _nanmean_blocks(cols["p_ad"], first, stop)
+    feats["loudness"] = _nanmean_blocks(cols["loudness"], first, stop)
+    rep = repeat_mask(t, cols["repeat"], cfg).astype(np.float64)
+    rep_known = np.where(np.isnan(cols["repeat"]), np.nan, rep)
+    feats["repeat"] = _nanmean_blocks(rep_known, first, stop)
+    scene = _ge(cols["cut"], cfg.cut_threshold).astype(np.float64)
+    cut_known = np.where(np.isnan(cols["cut"]), np.nan, scene)
+    n_cuts = np.add.reduceat(np.nan_to_num(cut_known), first)
+    feats["cuts"] = np.where(np.isnan(_nanmean_blocks(cut_known, first, stop)), np.nan, n_cuts / dur)
+    is_sep = np.add.reduceat(sep.astype(np.int64), first) == (stop - first)
+    feats["separator"] = is_sep.astype(np.float64)
+    closed = np.ones(len(first), bool)
+    closed[0] = False
+    closed[-1] = False
+    k = np.round(dur / cfg.spot_step_s)
+    tol = cfg.spot_tolerance_s
+    standard = np.abs(dur - k * cfg.spot_step_s) <= tol
+    standard &= (dur >= cfg.spot_min_s - tol) & (dur <= cfg.spot_max_s + tol)
+    feats["length"] = dur
+    feats["spot_length"] = np.where(is_sep, np.nan, np.where(closed, standard.astype(np.float64), np.nan))
+    return Blocks(first, stop, t0, t1, feats)
+
+
+def columns_from_rows(rows: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Every cue column, as float arrays of ``n`` values; a missing column is all NaN (not measured)."""
+    out: dict[str, np.ndarray] = {}
+    for name in CUE_COLUMNS:
+        values = rows.get(name)
+        out[name] = np.full(n, math.nan) if values is None else np.asarray(values, dtype=np.float64).reshape(-1)[:n]
+    return out

@@ -1,0 +1,235 @@
+"""The fusion and the duration-aware decision on hand-built evidence (no video): blocks, trust, Viterbi, live."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from adbreak.metrics import evaluate_segments
+from adbreak.segments import Segment
+from edge.decision import Label, transitions_to_segments
+from edge.fusion import Calibration, FusionConfig, FusionDecision, decode_offline, run_online
+from edge.fusion.evidence import make_blocks
+from edge.fusion.hsmm import AD, PROGRAM, duration_logprior, viterbi
+
+FPS = 5
+
+
+class Broadcast:
+    """Per-frame cue values of a made-up broadcast, built item by item, with its truth."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.t = 0.0
+        self.rows: dict[str, list[float]] = {k: [] for k in ("logo", "black", "dip", "silence", "cut", "p_ad")}
+        self.times: list[float] = []
+        self.truth: list[Segment] = []
+
+    def add(self, label: str, seconds: float, *, logo: float, black: bool = False, quiet_edges: bool = False,
+            p_ad: float = math.nan) -> Broadcast:
+        n = int(round(seconds * FPS))
+        for i in range(n):
+            self.times.append(self.t + i / FPS)
+            self.rows["logo"].append(logo)
+            self.rows["black"].append(1.0 if black else 0.0)
+            self.rows["dip"].append(0.0)
+            edge = quiet_edges and (i == 0 or i == n - 1)
+            self.rows["silence"].append(1.0 if black or edge else 0.0)
+            self.rows["cut"].append(1.0 if i == 0 else 0.0)
+            self.rows["p_ad"].append(p_ad)
+        end = self.t + n / FPS
+        if self.truth and self.truth[-1].label == label:
+            self.truth[-1] = Segment(self.truth[-1].start, end, label)
+        else:
+            self.truth.append(Segment(self.t, end, label))
+        self.t = end
+        return self
+
+    def program(self, seconds: float, logo: float = 1.0, **kw) -> Broadcast:
+        return self.add("program", seconds, logo=logo, **kw)
+
+    def brk(self, spots: list[float], *, black: bool = True, promo_at: int | None = None) -> Broadcast:
+        for k, s in enumerate(spots):
+            if black:
+                self.add("ad", 0.6, logo=0.0, black=True)
+            self.add("ad", s, logo=1.0 if k == promo_at else 0.0, quiet_edges=True)
+        if black:
+            self.add("ad", 0.6, logo=0.0, black=True)
+        return self
+
+    def noisy(self, name: str, share: float) -> Broadcast:
+        v = np.asarray(self.rows[name])
+        flip = self.rng.random(len(v)) < share
+        self.rows[name] = list(np.where(flip, 1.0 - v, v))
+        return self
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return np.asarray(self.times), {k: np.asarray(v, dtype=float) for k, v in self.rows.items()}
+
+
+def standard(seed: int = 0, **brk) -> Broadcast:
+    b = Broadcast(seed)
+    for p, spots in ((150, [15, 30, 10]), (200, [20, 15]), (180, [30, 30, 15, 10])):
+        b.program(p).brk(spots, **brk)
+    return b.program(120)
+
+
+def offline_metrics(b: Broadcast, cfg: FusionConfig | None = None) -> dict:
+    t, rows = b.arrays
+    res = decode_offline(t, rows, cfg, duration=b.t)
+    return evaluate_segments(b.truth, res.segments)
+
+
+def online(b: Broadcast, cfg: FusionConfig | None = None):
+    t, rows = b.arrays
+    initial, _, transitions, fused = run_online(t, rows, cfg)
+    return transitions, evaluate_segments(b.truth, transitions_to_segments(initial, transitions, b.t)), fused
+
+
+# -- blocks -------------------------------------------------------------------------------------------------------
+def test_blocks_split_at_separators_and_measure_spot_lengths():
+    b = Broadcast().program(100).brk([15, 30]).program(100)
+    t, rows = b.arrays
+    blocks = make_blocks(t, rows, FusionConfig(), start_t=0.0, end_t=b.t)
+    seps = blocks.features["separator"] == 1
+    assert seps.sum() == 3
+    spots = blocks.duration[blocks.features["spot_length"] == 1]
+    assert sorted(np.round(spots).tolist()) == [15.0, 30.0]
+    # the program before and after are one block each, with the logo all through
+    assert blocks.features["logo"][0] == 1.0 and blocks.features["logo"][-1] == 1.0
+    assert math.isnan(blocks.features["spot_length"][0])  # open at the recording's start
+
+
+def test_a_scene_cut_without_silence_is_no_cut_point_but_with_silence_it_is():
+    b = Broadcast().program(30).program(30)  # a scene cut at 30 s, sound goes on
+    t, rows = b.arrays
+    assert len(make_blocks(t, rows, FusionConfig())) == 1
+    rows["silence"][int(30 * FPS)] = 1.0
+    blocks = make_blocks(t, rows, FusionConfig())
+    assert len(blocks) == 2 and blocks.t0[1] == pytest.approx(30.0 - 0.5 / FPS)
+
+
+# -- the decoder ----------------------------------------------------------------------------------------------------
+def test_duration_prior_is_flat_inside_and_falls_outside():
+    cfg = FusionConfig()
+    d = np.array([10.0, 30.0, 700.0])
+    ad = duration_logprior(AD, d, cfg, False)
+    assert ad[1] == 0.0 and ad[0] == pytest.approx(-cfg.short_penalty * 10) and ad[2] < 0
+    assert duration_logprior(PROGRAM, np.array([30.0]), cfg, True)[0] == 0.0  # exempt at an edge
+
+
+def test_viterbi_finds_the_best_segmentation_exactly():
+    # 5 blocks: program, ad, ad, program, program with clear evidence
+    t0 = np.array([0.0, 100.0, 115.0, 145.0, 200.0])
+    t1 = np.array([100.0, 115.0, 145.0, 200.0, 300.0])
+    e = np.array([-20.0, 20.0, 20.0, -20.0, -20.0])
+    dec = viterbi(t0, t1, e, FusionConfig())
+    assert dec.segments == [(0, 0, PROGRAM), (1, 2, AD), (3, 4, PROGRAM)]
+    # a lone 15 s "ad" block with weak evidence inside a show is outweighed by the break's minimum length
+    e2 = np.array([-20.0, 3.0, -20.0, -20.0, -20.0])
+    assert [s[2] for s in viterbi(t0, t1, e2, FusionConfig()).segments] == [PROGRAM]
+
+
+def test_offline_decides_a_clean_broadcast_almost_exactly():
+    m = offline_metrics(standard())
+    assert m["accuracy"] >= 0.998 and m["flaps"] == 0 and m["missed_breaks"] == 0
+    assert m["boundary_err_median_s"] <= 0.3
+
+
+def test_breaks_without_black_are_found_from_silence_at_the_cuts():
+    m = offline_metrics(standard(black=False))
+    assert m["accuracy"] >= 0.995 and m["false_breaks"] == 0
+
+
+def test_cold_open_without_the_logo_stays_program():
+    b = Broadcast(3).program(150).brk([15, 20]).program(30, logo=0.0).program(150).brk([30, 15]).program(100)
+    m = offline_metrics(b)
+    assert m["accuracy"] >= 0.995, m
+
+
+def test_a_promo_with_the_logo_inside_a_break_stays_ad():
+    b = Broadcast(4).program(150).brk([15, 10, 20], promo_at=1).program(150)
+    m = offline_metrics(b)
+    assert m["accuracy"] >= 0.995, m
+
+
+def test_an_untrustworthy_head_loses_its_weight():
+    """A head that calls a whole show "ad" (footage unlike its training) must not override logo and separators;
+    after calibration "p_ad high" says less about ad than the default trusts it to."""
+    b = standard(5)
+    t, rows = b.arrays
+    truth_ad = np.array([any(s.start <= x < s.end and s.label == "ad" for s in b.truth) for x in t])
+    unlike = (t >= 220) & (t < 420)  # the second show: the head has never seen anything like it
+    rows["p_ad"] = np.where(truth_ad | unlike, 0.95, 0.05)
+    res = decode_offline(t, rows, duration=b.t)
+    assert evaluate_segments(b.truth, res.segments)["accuracy"] >= 0.995
+    prior = Calibration(FusionConfig()).llr_tables()["p_ad"][-1]
+    assert res.calibration.llr_tables()["p_ad"][-1] < prior - 0.5
+
+
+def test_a_logo_that_never_appears_leaves_the_decision_to_the_other_cues():
+    b = standard(6)
+    t, rows = b.arrays
+    rows["logo"] = np.full(len(t), np.nan)
+    m = offline_metrics_rows(b, rows)
+    assert m["accuracy"] >= 0.99
+
+
+def offline_metrics_rows(b: Broadcast, rows: dict) -> dict:
+    t, _ = b.arrays
+    return evaluate_segments(b.truth, decode_offline(t, rows, duration=b.t).segments)
+
+
+def test_calibration_learns_a_useless_cue_is_useless():
+    cal = Calibration(FusionConfig())
+    b = standard(7)
+    t, rows = b.arrays
+    rows["logo"] = np.random.default_rng(1).random(len(t))  # noise: says nothing
+    blocks = make_blocks(t, rows, FusionConfig())
+    labels = (blocks.features["logo"] < 2).astype(int)  # anything
+    labels[: len(labels) // 2] = 0
+    for _ in range(30):
+        cal.observe(blocks, labels)
+    assert np.abs(cal.llr_tables()["logo"][1:4]).max() < np.abs(Calibration(FusionConfig()).llr_tables()["logo"]).max()
+
+
+# -- live ---------------------------------------------------------------------------------------------------------
+def test_online_decides_with_little_lag_and_no_flaps():
+    transitions, m, fused = online(standard())
+    assert m["accuracy"] >= 0.998 and m["flaps"] == 0
+    lags = [tr.decided_t - tr.boundary_t for tr in transitions]
+    assert len(transitions) == 6 and float(np.median(lags)) <= 1.5
+    assert all(0.0 <= f <= 1.0 for f in fused)
+
+
+def test_online_survives_noisy_logo_frames():
+    b = standard(8).noisy("logo", 0.1)
+    _, m, _ = online(b)
+    assert m["accuracy"] >= 0.99 and m["flaps"] == 0
+
+
+def test_online_states_and_errors():
+    d = FusionDecision()
+    assert d.update(0.0, {"logo": 1.0}).state is None
+    for i in range(1, 15):
+        step = d.update(i / FPS, {"logo": 1.0})
+    assert step.state is Label.PROGRAM and d.initial_state is Label.PROGRAM and d.initial_t == 0.0
+    with pytest.raises(ValueError, match="backwards"):
+        d.update(1.0, {"logo": 1.0})
+    with pytest.raises(ValueError, match="logo"):
+        d.update(10.0, {"logo": 1.5})
+    d.update(10.0, {"logo": math.nan})  # not measured is fine
+
+
+def test_config_round_trip_and_rejections():
+    cfg = FusionConfig(margin=3.0)
+    assert FusionConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        FusionConfig.from_dict({"nope": 1})
+    with pytest.raises(ValueError):
+        FusionConfig(min_break_s=700.0)
+    with pytest.raises(ValueError):
+        FusionConfig(margin=math.nan)
