@@ -67,3 +67,74 @@ class Cue(Protocol):
 
     def reset(self) -> None:
         """Forget all history (a new source, a channel change)."""
+
+
+class DecayedHistogram:
+    """A running distribution of one scalar: a histogram over fixed bins whose counts halve every ``half_life_s``
+    seconds of stream time, so its quantiles follow the recent past with a slow decay. O(bins) per update; values
+    outside ``[lo, hi)`` count in the end bins, non-finite values are ignored."""
+
+    def __init__(self, lo: float, hi: float, bins: int, half_life_s: float) -> None:
+        if not (hi > lo and bins > 0 and half_life_s > 0):
+            raise ValueError("DecayedHistogram needs hi > lo, bins > 0 and half_life_s > 0")
+        self.lo, self.hi, self.bins, self.half_life_s = float(lo), float(hi), int(bins), float(half_life_s)
+        self.width = (self.hi - self.lo) / self.bins
+        self.counts = np.zeros(self.bins)
+        self._t: float | None = None
+
+    def add(self, values: float | np.ndarray, t: float) -> None:
+        """Count ``values`` (one or many) observed at stream time ``t``, after decaying the older counts."""
+        if self._t is not None and t > self._t:
+            self.counts *= 0.5 ** ((t - self._t) / self.half_life_s)
+        self._t = t if self._t is None else max(self._t, t)
+        if isinstance(values, float | int):  # the common case, without array overhead
+            if math.isfinite(values):
+                self.counts[min(max(int((values - self.lo) // self.width), 0), self.bins - 1)] += 1.0
+            return
+        v = np.asarray(values, dtype=np.float64).ravel()
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            return
+        idx = np.clip(((v - self.lo) / self.width).astype(np.int64), 0, self.bins - 1)
+        if idx.size == 1:
+            self.counts[idx[0]] += 1.0
+        else:
+            self.counts += np.bincount(idx, minlength=self.bins)
+
+    @property
+    def weight(self) -> float:
+        """The decayed number of values counted."""
+        return float(self.counts.sum())
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile (0..1), interpolated within its bin; NaN while empty."""
+        cum = np.cumsum(self.counts)
+        total = cum[-1]
+        if total <= 0:
+            return math.nan
+        target = q * total
+        i = min(int(np.searchsorted(cum, target)), self.bins - 1)
+        below = cum[i - 1] if i > 0 else 0.0
+        frac = (target - below) / self.counts[i] if self.counts[i] > 0 else 0.0
+        return self.lo + (i + min(max(frac, 0.0), 1.0)) * self.width
+
+    def clear(self) -> None:
+        self.counts[:] = 0.0
+        self._t = None
+
+
+def logistic(x: float) -> float:
+    """The soft step every cue uses to turn a margin into a score in (0, 1): 0.5 at 0, ~0.95 at +3."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def detail(small: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels (horizontal and vertical) of a luma image: ~0 on a flat
+    frame, under ~1 for a black or uniform screen filmed by a camera (noise averaged down, smooth glare and
+    vignetting), above ~2 for any picture content at :data:`SMALL_SIZE`."""
+    h, w = small.shape[:2]
+    horizontal = cv2.norm(small[:, 1:], small[:, :-1], cv2.NORM_L1) / (h * (w - 1))
+    return 0.5 * (horizontal + cv2.norm(small[1:], small[:-1], cv2.NORM_L1) / ((h - 1) * w))

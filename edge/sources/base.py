@@ -12,11 +12,15 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One sampled frame: RGB uint8 (H, W, 3), its stream time in seconds from the start, and its sample index."""
+    """One sampled frame: RGB uint8 (H, W, 3), its stream time in seconds from the start, its sample index, and the
+    source's audio since the previous sampled frame."""
 
     t: float
     image: np.ndarray
     index: int
+    audio: np.ndarray | None = None
+    """Mono float32 PCM at 16 kHz (``edge.cues.base.AUDIO_RATE``) covering [previous frame's ``t``, ``t``) (for the
+    first frame: everything before ``t``); empty when none arrived; ``None`` when the source has no audio."""
 
 
 class TimestampSampler:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import av.error
+import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from adbreak.errors import AdbreakError
+from edge.cues.base import AUDIO_RATE
 from edge.sources.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
 #: decode errors in a row after which a stream is declared broken (a few corrupt packets are skipped and counted)
 MAX_CONSECUTIVE_ERRORS = 50
+#: seconds of video a sampled frame may wait for its audio (audio and video packets interleave in the container)
+AUDIO_MAX_WAIT_S = 2.0
 
 
 class VideoSource(FrameSource):
@@ -32,10 +38,25 @@ class VideoSource(FrameSource):
     already do between threaded and unthreaded decoding); after a decode error or a frame time the packets did not
     announce, every frame is decoded again. ``skip_unsampled=False`` turns this off. ``threads=False`` decodes on the
     calling thread only.
+
+    Audio (``audio=True``, the default): the first audio stream of a file or an RTSP/HTTP stream is decoded too,
+    resampled to mono float32 at :data:`~edge.cues.base.AUDIO_RATE` (16 kHz) and cut at the yielded frames' times:
+    each :class:`Frame` carries the samples from the previous yielded frame's time up to its own. Decoded audio is
+    buffered by its timestamps, and a sampled frame waits (at most :data:`AUDIO_MAX_WAIT_S` of video) until the audio
+    up to its time has been demuxed. Audio decode errors are counted in ``decode_errors`` (and ``audio_errors``) and
+    skipped, leaving a shorter slice, never made-up silence; after :data:`MAX_CONSECUTIVE_ERRORS` in a row the audio
+    is given up and frames carry ``audio=None``. A source without an audio stream, ``audio=False``, and a V4L2 device
+    (a capture stick's sound is a separate ALSA device, not read here) give ``audio=None``.
     """
 
     def __init__(
-        self, target: str, fps: float | None = 5.0, *, threads: bool = True, skip_unsampled: bool = True
+        self,
+        target: str,
+        fps: float | None = 5.0,
+        *,
+        threads: bool = True,
+        skip_unsampled: bool = True,
+        audio: bool = True,
     ) -> None:
         super().__init__(fps)
         self.skip_unsampled = skip_unsampled and fps is not None
@@ -65,6 +86,19 @@ class VideoSource(FrameSource):
             self._stream.codec_context.thread_count = 1
         start = self._stream.start_time
         self._t0 = float(start * self._stream.time_base) if start is not None and self._stream.time_base else None
+        self.audio_errors = 0
+        streams = self._container.streams
+        self._audio = streams.audio[0] if audio and not self.is_device and streams.audio else None
+        self._resampler: av.AudioResampler | None = None
+        self._audio_chunks: deque[tuple[float, np.ndarray]] = deque()  # (start on the container's clock, samples)
+        self._audio_end = -math.inf  # container time up to which audio has been decoded
+        self._audio_taken: float | None = None  # frame time up to which audio has been handed out
+        self._audio_errors_in_row = 0
+
+    @property
+    def has_audio(self) -> bool:
+        """Whether frames carry audio (the source has an audio stream, asked for and not given up)."""
+        return self._audio is not None
 
     @property
     def duration_s(self) -> float | None:
@@ -89,11 +123,100 @@ class VideoSource(FrameSource):
             self._t0 = t
         return t - self._t0
 
+    # ---------------------------------------------------------------- audio
+    def _resample(self, frame: av.AudioFrame | None) -> None:
+        """Resample one decoded audio frame (``None``: flush) and buffer the result by its timestamps."""
+        if self._resampler is None:
+            if frame is None:
+                return
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        try:
+            out = self._resampler.resample(frame)
+        except ValueError:  # the stream's format, layout or rate changed: a new resampler for the new format
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+            try:
+                out = self._resampler.resample(frame)
+            except (ValueError, av.error.FFmpegError) as exc:
+                self._audio_error(exc)
+                return
+        except av.error.FFmpegError as exc:
+            self._audio_error(exc)
+            return
+        for chunk in out:
+            samples = chunk.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            if samples.size == 0:
+                continue
+            start = float(chunk.pts * chunk.time_base) if chunk.pts is not None and chunk.time_base else None
+            if start is None:
+                start = self._audio_end if math.isfinite(self._audio_end) else 0.0
+            self._audio_chunks.append((start, samples))
+            self._audio_end = max(self._audio_end, start + samples.size / AUDIO_RATE)
+
+    def _audio_error(self, exc: Exception) -> None:
+        """Count an audio decode error; after too many in a row, give the audio up (frames then carry None)."""
+        self.decode_errors += 1
+        self.audio_errors += 1
+        self._audio_errors_in_row += 1
+        log.debug("%s: skipped corrupt audio: %s", self.target, exc)
+        if self._audio_errors_in_row >= MAX_CONSECUTIVE_ERRORS:
+            log.warning("%s: %d corrupt audio packets in a row: no audio", self.target, MAX_CONSECUTIVE_ERRORS)
+            self._audio = None
+            self._audio_chunks.clear()
+
+    def _decode_audio(self, packet: av.Packet) -> None:
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            self._audio_error(exc)
+            return
+        self._audio_errors_in_row = 0
+        for frame in frames:
+            self._resample(frame)
+
+    def _audio_ready(self, t: float) -> bool:
+        """Whether the audio up to frame time ``t`` has been decoded (or there is none to wait for)."""
+        return self._audio is None or self._audio_end >= t + (self._t0 or 0.0)
+
+    def _take_audio(self, t: float) -> np.ndarray | None:
+        """The buffered samples from the previous frame's time up to ``t`` (frame times); older ones are dropped."""
+        if self._audio is None:
+            return None
+        t0 = self._t0 or 0.0
+        a = -math.inf if self._audio_taken is None else self._audio_taken + t0
+        b = t + t0
+        self._audio_taken = t
+        pieces = []
+        keep: deque[tuple[float, np.ndarray]] = deque()
+        for start, samples in self._audio_chunks:
+            n = samples.size
+            i0 = 0 if a == -math.inf else min(n, max(0, round((a - start) * AUDIO_RATE)))
+            i1 = min(n, max(0, round((b - start) * AUDIO_RATE)))
+            if i1 > i0:
+                pieces.append(samples[i0:i1])
+            if i1 < n:
+                keep.append((start, samples))
+        self._audio_chunks = keep
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    # ---------------------------------------------------------------- frames
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         errors_in_row = 0
         last_t = -1.0
-        demux = self._container.demux(self._stream)
+        audio = self._audio
+        demux = self._container.demux(self._stream) if audio is None else self._container.demux(self._stream, audio)
+        # sampled frames (time, RGB) waiting for the audio up to their time to be demuxed
+        pending: deque[tuple[float, np.ndarray]] = deque()
+
+        def release(final: bool) -> Iterator[Frame]:
+            nonlocal index
+            while pending and (
+                final or self._audio_ready(pending[0][0]) or pending[-1][0] - pending[0][0] > AUDIO_MAX_WAIT_S
+            ):
+                t, image = pending.popleft()
+                yield Frame(t=t, image=image, index=index, audio=self._take_audio(t))
+                index += 1
+
         ctx = self._stream.codec_context
         # one converter for the whole stream (a new one per frame rebuilds its scaler context every time); one thread:
         # the decoder (and, with a Prefetcher, the consumer) already use the other cores
@@ -116,6 +239,11 @@ class VideoSource(FrameSource):
                 self.decode_errors += 1
                 log.warning("%s: demux error after %d frames: %s", self.target, index, exc)
                 break
+            if audio is not None and packet.stream_index == audio.index:
+                if self._audio is not None:
+                    self._decode_audio(packet)
+                    yield from release(False)
+                continue
             if gate:
                 pt = self._packet_time(packet)
                 skip = False
@@ -164,8 +292,11 @@ class VideoSource(FrameSource):
                     continue
                 image = rgb.reformat(vf, format="rgb24", threads=1).to_ndarray()
                 del vf
-                yield Frame(t=t, image=image, index=index)
-                index += 1
+                pending.append((t, image))
+                yield from release(False)
+        if self._audio is not None:
+            self._resample(None)
+        yield from release(True)
         if index == 0:
             raise AdbreakError(f"cannot decode any frame from {self.target} (unreadable or not a video)")
 
