@@ -1,4 +1,5 @@
-"""``python -m adbreak.broadcast OUT_DIR --name N --seed S --duration SECONDS --pool train|heldout [--camera]``."""
+"""``python -m adbreak.broadcast OUT_DIR --name N --seed S --duration SECONDS [--pool train|heldout] [--camera]
+[--difficulty a,b,...|all] [--channel ch1|ch2]``."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from adbreak.broadcast.clips import POOLS
+    from adbreak.broadcast.logo import CHANNELS, DEFAULT_CHANNEL
+    from adbreak.broadcast.plan import DIFFICULTIES
 
     p = _Parser(
         prog="python -m adbreak.broadcast",
-        description="Build a test broadcast from the bundled real clips: OUT_DIR/NAME.mp4 (H.264), NAME.csv (truth "
-        "segments) and NAME.json (seed, clips used, camera). Same seed, same broadcast.",
+        description="Build a test broadcast from the bundled clips and photos: OUT_DIR/NAME.mp4 (H.264 + AAC), "
+        "NAME.csv (truth segments) and NAME.json (seed, material used, difficulties, audio, camera). Same seed and "
+        "options, same broadcast.",
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder for the three files (created if missing)")
     p.add_argument("--name", required=True, help="base name of the files")
@@ -31,7 +35,19 @@ def _parser() -> argparse.ArgumentParser:
         "--pool",
         choices=sorted(POOLS),
         default="train",
-        help="clip pool: train or heldout share no source footage where the clips allow (default train)",
+        help="material pool: train and heldout share no clip and no photo (default train)",
+    )
+    p.add_argument(
+        "--difficulty",
+        default="",
+        metavar="A,B,...",
+        help=f"real-TV difficulties, comma-separated: {', '.join(DIFFICULTIES)}, or all (default none)",
+    )
+    p.add_argument(
+        "--channel",
+        choices=sorted(CHANNELS),
+        default=DEFAULT_CHANNEL,
+        help=f"the channel, i.e. its logo (default {DEFAULT_CHANNEL})",
     )
     p.add_argument("--camera", action="store_true", help="render the TV as a fixed camera in a room sees it")
     p.add_argument("--fps", type=int, default=25, help="frame rate of the output (default 25)")
@@ -50,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AdbreakError(f"--size must look like 960x540, got {args.size!r}") from None
         from adbreak.broadcast.builder import build_broadcast
 
+        difficulties = frozenset(d.strip() for d in args.difficulty.split(",") if d.strip())
         t0 = time.monotonic()
         info = build_broadcast(
             args.out_dir,
@@ -61,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             size=(w, h),
             camera=args.camera,
             progress=not args.quiet and sys.stderr.isatty(),
+            difficulties=difficulties,
+            channel=args.channel,
         )
     except AdbreakError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -69,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: nothing written", file=sys.stderr)
         return 130
     breaks = sum(1 for s in info.segments if s.label == "ad")
+    extra = f", {info.channel}, difficulties: {', '.join(sorted(info.difficulties)) or 'none'}"
     print(
-        f"{info.video} ({info.duration_s:.2f} s, {info.frames} frames, {breaks} ad breaks) + {info.truth.name} + "
-        f"{info.meta.name} in {time.monotonic() - t0:.1f} s"
+        f"{info.video} ({info.duration_s:.2f} s, {info.frames} frames, {breaks} ad breaks{extra}) + {info.truth.name} "
+        f"+ {info.meta.name} in {time.monotonic() - t0:.1f} s"
     )
     return 0
 

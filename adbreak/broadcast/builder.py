@@ -1,24 +1,21 @@
-"""Assemble a test broadcast with exact truth from the shipped real clips.
+"""Assemble a test broadcast with exact truth, a sound track and optional real-TV difficulties.
 
-A broadcast alternates program segments and ad breaks, starting and ending with program:
+``plan.py`` decides what plays when (program shots from the pool's clips and photos, ad breaks of spots and
+separators, the difficulties' promos, cold opens, dissolves and missing blacks) and the sound; ``render.py`` draws
+the pictures; this module renders, encodes and writes the files. See ``plan.py`` for the structure of a broadcast
+and the difficulties, ``clips.py`` for the two clip-disjoint pools, ``audio.py`` for the sound, ``logo.py`` for the
+channels and ``camera.py`` for the camera-view variant.
 
-* program segments last 60-240 s (scaled down for short broadcasts) and loop through the pool's program excerpts in
-  a shuffled order, continuing where the previous segment stopped; every program frame carries the channel logo;
-* an ad break holds 2-5 spots (a single spot only when the broadcast is too short for the target ad share), each
-  spot 10-45 s, with 0.4-1.0 s fully black separators at both edges of the break and between spots. Per the
-  contract, the whole break, separators included, is labelled ``ad``. The same spots recur across breaks;
-* ads take about 21-27% of the time (short broadcasts vary more: spots come in 5 s steps); a break lasts at most
-  ~65 s because the pools' spots last 10-15 s, so a 30-minute broadcast has 7 breaks (at least one per ~62 s of
-  ads) and a 150 s one 2.
+Every picture of a clip is fitted into the frame keeping its aspect (black bars where it differs: a bar is not a
+black frame; a fully black frame appears only in separators). All times are whole frames, so every truth boundary
+is at ``k / fps``; every audio item starts at the sample where its first frame starts. Every random choice comes
+from ``numpy.random.default_rng(seed)``: the same seed and options give a byte-identical truth file, the same frames
+and the same samples.
 
-Every picture is fitted into the frame keeping its aspect (black bars where it differs: a bar is not a black frame,
-a fully black frame appears only in separators). All times are whole frames, so every truth boundary is at ``k /
-fps``. Every random choice comes from ``numpy.random.default_rng(seed)``: the same seed gives a byte-identical
-truth file and the same frames.
-
-Outputs (written atomically): ``<name>.mp4`` (H.264, yuv420p, BT.601 limited range, constant ``fps``, no audio),
-``<name>.csv`` (the contract's segment file) and ``<name>.json`` (seed, pool, every clip play with its in/out
-points, fps, size, logo box, screen corners, camera profile).
+Outputs (written atomically): ``<name>.mp4`` (H.264, yuv420p, BT.601 limited range, constant ``fps``; AAC mono
+48 kHz audio; the container's ``comment`` tag names the pool, channel and difficulties), ``<name>.csv`` (the
+contract's segment file) and ``<name>.json`` (seed, pool, channel, difficulties, every play with its shots, fps,
+size, logo, screen corners, camera profile, and the audio's format, levels and items).
 """
 
 from __future__ import annotations
@@ -39,27 +36,52 @@ import numpy as np
 
 from adbreak import __version__
 from adbreak.atomic import atomic_path
+from adbreak.broadcast import audio
 from adbreak.broadcast.camera import CameraProfile, CameraView
-from adbreak.broadcast.clips import CLIPS, Excerpt, Pool, get_pool
-from adbreak.broadcast.logo import logo_for
-from adbreak.broadcast.reader import iter_source_frames, plane_views, source_indices
+from adbreak.broadcast.clips import POOLS, get_pool
+from adbreak.broadcast.clips import validate as validate_catalogue
+from adbreak.broadcast.logo import DEFAULT_CHANNEL, Logo, get_channel, logo_for
+from adbreak.broadcast.plan import (
+    DIFFICULTIES,
+    KIND_AD,
+    KIND_BLACK,
+    KIND_DIM,
+    KIND_PROGRAM,
+    KIND_PROMO,
+    LOUD,
+    MAX_DURATION_S,
+    MIN_DURATION_S,
+    TRANSPARENT,
+    Play,
+    check_difficulties,
+    plan_audio,
+    plan_broadcast,
+    sample_at,
+    truth_segments,
+)
+from adbreak.broadcast.render import Renderer
 from adbreak.errors import AdbreakError
-from adbreak.segments import AD_LABEL, PROGRAM_LABEL, Segment, write_segments
+from adbreak.segments import AD_LABEL, Segment, write_segments
 
-FORMAT = "adbreak-broadcast/1"
-BUILDER_VERSION = 1  # bump when the same arguments would build a different broadcast (load_broadcast then says None)
+__all__ = [
+    "BUILDER_VERSION",
+    "DIFFICULTIES",
+    "KIND_AD",
+    "KIND_BLACK",
+    "KIND_DIM",
+    "KIND_PROGRAM",
+    "KIND_PROMO",
+    "BroadcastInfo",
+    "Play",
+    "build_broadcast",
+    "load_broadcast",
+    "plan_broadcast",
+    "truth_segments",
+    "validate",
+]
 
-# structure
-MIN_DURATION_S = 90.0
-MAX_DURATION_S = 24 * 3600.0
-AD_SHARE = (0.21, 0.27)
-BREAK_EVERY_S = 300.0  # about one break per 5 minutes
-PROGRAM_MIN_S, PROGRAM_MAX_S = 60.0, 240.0
-PROGRAM_MEAN_MAX_S = 220.0
-PROGRAM_FULL_SCALE_S = 150.0  # program segments averaging less than this get proportionally shorter bounds
-SEPARATOR_S = (0.4, 1.0)
-SPOTS_PER_BREAK = (2, 5)
-SPOT_CANDIDATES = 64
+FORMAT = "adbreak-broadcast/2"
+BUILDER_VERSION = 2  # bump when the same arguments would build a different broadcast (load_broadcast then says None)
 
 # encoding: x264's ultrafast preset plus CABAC, deblocking and 2 B-frames. On the 2-core development machine this
 # encodes these pictures about 2x faster than "veryfast" (~4 ms vs ~9.5 ms of CPU per 960x540 frame) for about
@@ -69,31 +91,6 @@ X264_PARAMS = "cabac=1:deblock=1:bframes=2:b-adapt=0"
 CRF_CLEAN = 23
 CRF_CAMERA = 26  # the camera's blur and noise: finer quantisation would only spend bits on noise
 X264_COLOUR = "colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m:range=tv"
-
-KIND_PROGRAM = "program"
-KIND_AD = "ad"
-KIND_BLACK = "black"
-
-
-@dataclass(frozen=True)
-class Play:
-    """A run of output frames showing one thing: a stretch of a clip, or black."""
-
-    kind: str  # KIND_PROGRAM, KIND_AD or KIND_BLACK
-    start_frame: int
-    frames: int
-    clip: str | None = None
-    in_s: float = 0.0
-    speed: float = 1.0
-    spot: str | None = None
-
-    @property
-    def end_frame(self) -> int:
-        return self.start_frame + self.frames
-
-    @property
-    def label(self) -> str:
-        return PROGRAM_LABEL if self.kind == KIND_PROGRAM else AD_LABEL
 
 
 @dataclass(frozen=True)
@@ -111,238 +108,66 @@ class BroadcastInfo:
     pool: str
     size: tuple[int, int]
     camera: bool
+    difficulties: frozenset[str] = frozenset()
+    channel: str = DEFAULT_CHANNEL
+    audio: bool = True
 
 
-# ================================================================================================ planning
-def _partition(rng: np.random.Generator, total: int, parts: int, lo: float, hi: float) -> list[int]:
-    """Split ``total`` frames into ``parts`` random integers, each within [lo, hi] as far as the total allows."""
-    x = rng.uniform(0.75, 1.25, parts)
-    x = x / x.sum() * total
-    for _ in range(100):
-        x = np.clip(x, lo, hi)
-        diff = total - x.sum()
-        if abs(diff) < 1e-6:
-            break
-        free = x < hi if diff > 0 else x > lo
-        if not free.any():
-            break
-        x[free] += diff / free.sum()
-    out = np.floor(x).astype(int)
-    rest = total - int(out.sum())
-    order = np.argsort(-(x - out), kind="stable")
-    for i in range(rest):
-        out[order[i % parts]] += 1
-    return [int(v) for v in out]
-
-
-def _choose_spots(rng: np.random.Generator, spots: tuple[Excerpt, ...], budget_s: float, k_lo: int) -> list[Excerpt]:
-    """Of a few random spot sequences, the one whose break length best fits the budget.
-
-    Two cut-downs of the same commercial never play back to back (where the pool has more than one commercial).
-    """
-    best: list[Excerpt] = []
-    best_err = math.inf
-    sep_mean = sum(SEPARATOR_S) / 2
-    for _ in range(SPOT_CANDIDATES):
-        k = int(rng.integers(k_lo, SPOTS_PER_BREAK[1] + 1))
-        seq: list[Excerpt] = []
-        for _ in range(k):
-            choices = [s for s in spots if not seq or s.clip != seq[-1].clip] or list(spots)
-            seq.append(choices[int(rng.integers(len(choices)))])
-        err = abs(sum(s.length_s for s in seq) + (k + 1) * sep_mean - budget_s)
-        if err < best_err:
-            best, best_err = seq, err
-    return best
-
-
-def plan_broadcast(pool: Pool, frames: int, fps: int, rng: np.random.Generator) -> list[Play]:
-    """The frame-exact sequence of plays for a broadcast of ``frames`` frames; all randomness from ``rng``."""
-    duration = frames / fps
-    share = float(rng.uniform(*AD_SHARE))
-    breaks = max(2, int(round(duration / BREAK_EVERY_S + rng.uniform(-0.75, 0.75))))
-    sep_mean = sum(SEPARATOR_S) / 2
-    min_spot = min(s.length_s for s in pool.spots)
-    full_break = SPOTS_PER_BREAK[0] * min_spot + (SPOTS_PER_BREAK[0] + 1) * sep_mean
-    # the longest break the pool can fill: the longest spot alternating with the longest of another commercial
-    longest = max(pool.spots, key=lambda s: s.length_s)
-    other = max((s.length_s for s in pool.spots if s.clip != longest.clip), default=longest.length_s)
-    n_max = SPOTS_PER_BREAK[1]
-    capacity = 0.9 * ((n_max + 1) // 2 * longest.length_s + n_max // 2 * other + (n_max + 1) * sep_mean)
-    for _ in range(3):
-        # program segments must not get too long, and the pool's spots must be able to fill the breaks: more
-        # breaks first, then a lower ad share (down to the target's low end, then more breaks again)
-        while duration * (1 - share) / (breaks + 1) > PROGRAM_MEAN_MAX_S:
-            breaks += 1
-        share = min(share, max(AD_SHARE[0], breaks * capacity / duration))
-        while share * duration / breaks > capacity * (1 + 1e-9):
-            breaks += 1
-    while breaks > 2 and share * duration / breaks < full_break:
-        breaks -= 1
-
-    # ad breaks: spots fitted to a per-break budget that keeps the running total on target
-    sep_lo, sep_hi = math.ceil(SEPARATOR_S[0] * fps - 1e-9), max(1, math.floor(SEPARATOR_S[1] * fps + 1e-9))
-    sep_lo = min(max(1, sep_lo), sep_hi)
-    remaining = share * duration
-    break_plans: list[list[tuple[str, int, Excerpt | None]]] = []
-    for b in range(breaks):
-        left = breaks - b
-        budget = remaining / left * (float(rng.uniform(0.8, 1.2)) if left > 1 else 1.0)
-        budget = min(budget, capacity)
-        k_lo = SPOTS_PER_BREAK[0] if budget >= full_break else 1
-        seq = _choose_spots(rng, pool.spots, budget, k_lo)
-        items: list[tuple[str, int, Excerpt | None]] = []
-        for s in seq:
-            items.append((KIND_BLACK, int(rng.integers(sep_lo, sep_hi + 1)), None))
-            items.append((KIND_AD, int(round(s.length_s * fps)), s))
-        items.append((KIND_BLACK, int(rng.integers(sep_lo, sep_hi + 1)), None))
-        break_plans.append(items)
-        remaining -= sum(n for _, n, _ in items) / fps
-
-    ad_frames = sum(n for items in break_plans for _, n, _ in items)
-    program_frames = frames - ad_frames
-    mean_s = program_frames / fps / (breaks + 1)
-    if mean_s < 10.0:
-        raise AdbreakError(
-            f"a {duration:g} s broadcast is too short for {breaks} ad breaks; use at least {MIN_DURATION_S:g} s"
-        )
-    scale = min(1.0, mean_s / PROGRAM_FULL_SCALE_S)
-    lengths = _partition(rng, program_frames, breaks + 1, PROGRAM_MIN_S * scale * fps, PROGRAM_MAX_S * scale * fps)
-
-    # program footage: loop through the pool's excerpts, shuffled on every pass, continuing across breaks
-    excerpts = pool.program
-    order: list[int] = []
-    last = [-1]  # the excerpt playing last
-    offset = 0  # output frames already played of the current excerpt
-
-    def program_plays(start: int, n: int) -> list[Play]:
-        nonlocal order, offset
-        plays = []
-        while n > 0:
-            if not order:
-                order = [int(i) for i in rng.permutation(len(excerpts))]
-                if len(order) > 1 and order[0] == last[0]:  # no excerpt twice in a row across passes
-                    order[0], order[1] = order[1], order[0]
-            last[0] = order[0]
-            ex = excerpts[order[0]]
-            length = math.floor(ex.length_s * fps + 1e-6)
-            take = min(n, length - offset)
-            if take > 0:
-                plays.append(Play(KIND_PROGRAM, start, take, ex.clip, ex.start_s + offset * ex.speed / fps, ex.speed))
-                start, n, offset = start + take, n - take, offset + take
-            if offset >= length:
-                order.pop(0)
-                offset = 0
-        return plays
-
-    plays: list[Play] = []
-    pos = 0
-    for i, length in enumerate(lengths):
-        plays += program_plays(pos, length)
-        pos += length
-        if i < breaks:
-            for kind, n, s in break_plans[i]:
-                if kind == KIND_BLACK:
-                    plays.append(Play(KIND_BLACK, pos, n))
-                else:
-                    assert s is not None
-                    plays.append(Play(KIND_AD, pos, n, s.clip, s.start_s, s.speed, s.name))
-                pos += n
-    assert pos == frames
-    return plays
-
-
-def truth_segments(plays: list[Play], fps: int) -> list[Segment]:
-    """The truth: program plays are ``program``, everything in a break (spots and separators) is ``ad``."""
-    out: list[tuple[int, int, str]] = []
-    for p in plays:
-        if out and out[-1][2] == p.label:
-            out[-1] = (out[-1][0], p.end_frame, p.label)
-        else:
-            out.append((p.start_frame, p.end_frame, p.label))
-    return [Segment(a / fps, b / fps, label) for a, b, label in out]
+def validate() -> None:
+    """Check the catalogue, and that the pools share no clip and no photo (program or ad); raises ``ValueError``."""
+    validate_catalogue()
+    pools = list(POOLS.values())
+    for i, a in enumerate(pools):
+        for b in pools[i + 1 :]:
+            if a.clips & b.clips:
+                raise ValueError(f"pools {a.name} and {b.name} share clips {sorted(a.clips & b.clips)}")
+            if a.all_photos & b.all_photos:
+                raise ValueError(f"pools {a.name} and {b.name} share photos {sorted(a.all_photos & b.all_photos)}")
 
 
 # ================================================================================================ rendering
-def _fit(clip_w: int, clip_h: int, w: int, h: int) -> tuple[int, int, int, int]:
-    """x, y, width, height (all even) of a clip fitted into the frame keeping its aspect; black bars elsewhere."""
-    s = min(w / clip_w, h / clip_h)
-    fw, fh = min(w, int(round(clip_w * s / 2)) * 2), min(h, int(round(clip_h * s / 2)) * 2)
-    return (w - fw) // 4 * 2, (h - fh) // 4 * 2, fw, fh
-
-
-def _fill(planes: list[np.ndarray], x: int, y: int, fw: int, fh: int, values: tuple[int, int, int]) -> None:
-    """Paint everything outside the picture rectangle (the bars) of 4:2:0 planes."""
-    for k, (plane, value) in enumerate(zip(planes, values, strict=True)):
-        d = 1 if k == 0 else 2
-        px, py, pw, ph = x // d, y // d, fw // d, fh // d
-        plane[:py] = value
-        plane[py + ph :] = value
-        plane[py : py + ph, :px] = value
-        plane[py : py + ph, px + pw :] = value
-
-
-BLACK_YUV = (16, 128, 128)
-
-
-def _clean_frames(
-    plays: list[Play], size: tuple[int, int], fps: int, bgr: bool = False
-) -> Iterator[tuple[bool, object]]:
-    """Every output frame as ``(new, picture)``; ``new`` is False when it repeats the previous frame's picture.
-
-    The picture is a new ``av.VideoFrame`` (yuv420p, BT.601 limited range) or, with ``bgr``, a BGR uint8 array in a
-    reused buffer (valid until the next one is requested).
-    """
-    w, h = size
-    logo = logo_for(w, h)
-    if bgr:
-        black: object = np.zeros((h, w, 3), np.uint8)
-        canvases: dict[tuple[int, int, int, int], np.ndarray] = {}  # one per picture placement
-    else:
-        black = av.VideoFrame(w, h, "yuv420p")
-        _fill(plane_views(black), 0, 0, 0, 0, BLACK_YUV)
-    lx0, ly0, lx1, ly1 = logo.box
-    for play in plays:
+def _clean_frames(plays: list[Play], size: tuple[int, int], fps: int, logo: Logo) -> Iterator[np.ndarray | None]:
+    """Every output frame: the renderer's I420 buffer (valid until the next one) when it holds a new picture, or
+    None when the frame repeats the previous one."""
+    r = Renderer(size, fps)
+    for idx, play in enumerate(plays):
         if play.kind == KIND_BLACK:
-            for i in range(play.frames):
-                yield i == 0, black
-            continue
-        assert play.clip is not None
-        clip = CLIPS[play.clip]
-        x, y, fw, fh = fit = _fit(clip.width, clip.height, w, h)
-        # bilinear up to a 2x reduction (INTER_AREA is ~5x slower at non-integer ratios), area averaging beyond
-        interp = cv2.INTER_AREA if 2 * fw < clip.width else cv2.INTER_LINEAR
-        last: av.VideoFrame | None = None
-        picture: object = black
-        for _, src in iter_source_frames(clip, source_indices(clip, play.in_s, play.speed, play.frames, fps)):
-            new = src is not last
-            if new:
-                last = src
-                if bgr:
-                    canvas = canvases.get(fit)
-                    if canvas is None:
-                        canvas = canvases[fit] = np.zeros((h, w, 3), np.uint8)
-                    canvas[ly0:ly1, lx0:lx1] = 0  # the logo may have been drawn on a bar
-                    img = cv2.cvtColor(src.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
-                    cv2.resize(img, (fw, fh), dst=canvas[y : y + fh, x : x + fw], interpolation=interp)
-                    if play.kind == KIND_PROGRAM:
-                        logo.apply(canvas)
-                    picture = canvas
-                else:
-                    frame = av.VideoFrame(w, h, "yuv420p")
-                    dst = plane_views(frame)
-                    _fill(dst, x, y, fw, fh, BLACK_YUV)
-                    for k, (d, s) in enumerate(zip(dst, plane_views(src), strict=True)):
-                        q = 1 if k == 0 else 2
-                        cv2.resize(
-                            s,
-                            (fw // q, fh // q),
-                            dst=d[y // q : (y + fh) // q, x // q : (x + fw) // q],
-                            interpolation=interp,
-                        )
-                    if play.kind == KIND_PROGRAM:
-                        logo.apply_yuv(*dst)
-                    picture = frame
-            yield new, picture
+            r.black()
+            yield r.buf
+            for _ in range(play.frames - 1):
+                yield None
+        elif play.kind == KIND_DIM:
+            yield from _dissolve(r, plays, idx, logo)
+        else:
+            for shot in play.shots:
+                for new in r.frames(shot, 0, shot.frames):
+                    if not new:
+                        yield None
+                        continue
+                    if play.logo:
+                        logo.apply_yuv(*r.planes)
+                    yield r.buf
+
+
+def _dissolve(r: Renderer, plays: list[Play], idx: int, logo: Logo) -> Iterator[np.ndarray]:
+    """A dimmed separator: the outgoing picture, continuing, fades down to ``dim``; the incoming one fades up."""
+    p = plays[idx]
+    assert p.dim is not None and 0 < idx < len(plays) - 1, "a dissolve sits between two plays"
+    prev, nxt = plays[idx - 1], plays[idx + 1]
+    n_out = p.frames // 2
+    n_in = p.frames - n_out
+    last = prev.shots[-1]
+    for k, _ in enumerate(r.frames(last, last.frames, n_out, always=True)):
+        if prev.logo:
+            logo.apply_yuv(*r.planes)
+        r.dim(1 - (1 - p.dim) * (k + 1) / n_out)
+        yield r.buf
+    first = nxt.shots[0]
+    for k, _ in enumerate(r.frames(first, -n_in, n_in, always=True)):
+        if nxt.logo:
+            logo.apply_yuv(*r.planes)
+        r.dim(p.dim + (1 - p.dim) * k / n_in)
+        yield r.buf
 
 
 _DONE = object()
@@ -387,17 +212,24 @@ def _threaded(it: Iterator, depth: int = 16) -> Iterator:
 
 
 def _output_frames(
-    plays: list[Play], size: tuple[int, int], fps: int, camera: CameraView | None
+    plays: list[Play], size: tuple[int, int], fps: int, logo: Logo, camera: CameraView | None
 ) -> Iterator[av.VideoFrame]:
     """Every output frame, ready for the encoder; a repeated frame is the same object."""
+    frame: av.VideoFrame | None = None
     if camera is None:
-        for _, frame in _clean_frames(plays, size, fps):
+        for buf in _clean_frames(plays, size, fps, logo):
+            if buf is not None:
+                frame = av.VideoFrame.from_ndarray(buf, format="yuv420p")
+            assert frame is not None
             yield frame
         return
     w, h = size
+    bgr = np.empty((h, w, 3), np.uint8)
     yuv = np.empty((h * 3 // 2, w), np.uint8)
-    for i, (_, img) in enumerate(_clean_frames(plays, size, fps, bgr=True)):
-        cv2.cvtColor(camera.render(img, i), cv2.COLOR_BGR2YUV_I420, dst=yuv)
+    for i, buf in enumerate(_clean_frames(plays, size, fps, logo)):
+        if buf is not None:
+            cv2.cvtColor(buf, cv2.COLOR_YUV2BGR_I420, dst=bgr)
+        cv2.cvtColor(camera.render(bgr, i), cv2.COLOR_BGR2YUV_I420, dst=yuv)
         yield av.VideoFrame.from_ndarray(yuv, format="yuv420p")
 
 
@@ -408,30 +240,56 @@ def _encode(
     size: tuple[int, int],
     fps: int,
     crf: int,
+    track: audio.AudioTrack,
+    comment: str,
     progress: bool,
     desc: str,
 ) -> None:
+    from fractions import Fraction
+
     from tqdm import tqdm
 
     w, h = size
+    sr = track.sr
     n = 0
     with av.open(str(path), "w", format="mp4") as out:
+        out.metadata["comment"] = comment
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"preset": PRESET, "crf": str(crf), "x264-params": f"{X264_PARAMS}:{X264_COLOUR}"}
+        astream = out.add_stream(audio.CODEC, rate=sr)
+        astream.layout = "mono"
+        astream.bit_rate = audio.BIT_RATE
+        apts = 0
+
+        def push_audio(end: int) -> None:
+            nonlocal apts
+            samples = track.read_until(end)
+            if len(samples):
+                af = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
+                af.sample_rate, af.pts, af.time_base = sr, apts, Fraction(1, sr)
+                apts += len(samples)
+                for packet in astream.encode(af):
+                    out.mux(packet)
+
         with tqdm(total=total, unit="frame", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
             for vf in frames:
                 vf.pts = n  # a repeated frame object is re-sent with the next timestamp; the encoder copied it
                 for packet in stream.encode(vf):
                     out.mux(packet)
                 n += 1
+                push_audio(sample_at(n, fps, sr))
                 if n % 25 == 0:
                     bar.update(25)
             bar.update(n % 25)
             for packet in stream.encode():
                 out.mux(packet)
+            for packet in astream.encode():
+                out.mux(packet)
     if n != total:
         raise AdbreakError(f"internal error: rendered {n} frames, planned {total}")
+    if apts != sample_at(total, fps, sr):
+        raise AdbreakError(f"internal error: wrote {apts} audio samples, planned {sample_at(total, fps, sr)}")
 
 
 # ================================================================================================ public API
@@ -469,29 +327,40 @@ def build_broadcast(
     camera: bool = False,
     progress: bool = False,
     camera_profile: CameraProfile | None = None,
+    difficulties: frozenset[str] | set[str] | tuple[str, ...] = frozenset(),
+    channel: str = DEFAULT_CHANNEL,
 ) -> BroadcastInfo:
     """Build ``<name>.mp4``, ``<name>.csv`` (truth) and ``<name>.json`` (metadata) in ``out_dir``.
 
     ``duration_s`` is rounded to whole frames. ``camera=True`` renders the camera view of the same broadcast (same
-    truth) with ``camera_profile`` (default :meth:`CameraProfile.living_room`). Bad arguments raise
-    :class:`AdbreakError`.
+    truth) with ``camera_profile`` (default :meth:`CameraProfile.living_room`). ``difficulties`` is any set of
+    :data:`DIFFICULTIES` (``"all"``: every one); ``channel`` picks the logo (:data:`~adbreak.broadcast.logo.CHANNELS`).
+    Bad arguments raise :class:`AdbreakError`.
     """
     out = Path(out_dir)
     w, h = _validate(out, name, duration_s, fps, size)
     fps = int(fps)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise AdbreakError(f"seed must be a whole number >= 0, got {seed!r}")
+    if isinstance(difficulties, str):
+        difficulties = frozenset(d.strip() for d in difficulties.split(",") if d.strip())
+    diff = check_difficulties(difficulties)
+    get_channel(channel)
     the_pool = get_pool(pool)
     frames = int(round(duration_s * fps))
     rng = np.random.default_rng(int(seed))
-    plays = plan_broadcast(the_pool, frames, fps, rng)
+    plays = plan_broadcast(the_pool, frames, fps, rng, diff, channel)
     segments = truth_segments(plays, fps)
+    items = plan_audio(plays, fps, rng, loud=LOUD in diff)
     profile = (camera_profile or CameraProfile.living_room()) if camera else None
     view = CameraView(profile, (w, h), fps, rng.spawn(1)[0]) if profile is not None else None
+    logo = logo_for(w, h, channel, TRANSPARENT in diff)
+    diff_list = [d for d in DIFFICULTIES if d in diff]
 
     video, truth, meta = out / f"{name}.mp4", out / f"{name}.csv", out / f"{name}.json"
     full = [[0.0, 0.0], [float(w - 1), 0.0], [float(w - 1), float(h - 1)], [0.0, float(h - 1)]]
     ad_frames = sum(p.frames for p in plays if p.kind != KIND_PROGRAM)
+    ad_db = audio.PROGRAM_DBFS + (0.0 if LOUD in diff else audio.AD_BOOST_DB)
     info = {
         "format": FORMAT,
         "builder_version": BUILDER_VERSION,
@@ -499,6 +368,8 @@ def build_broadcast(
         "name": name,
         "seed": int(seed),
         "pool": the_pool.name,
+        "channel": channel,
+        "difficulties": diff_list,
         "fps": fps,
         "size": [w, h],
         "frames": frames,
@@ -515,17 +386,35 @@ def build_broadcast(
             "pix_fmt": "yuv420p",
             "colour": "BT.601 limited range",
         },
-        "logo": logo_for(w, h).to_dict(),
+        "audio": {
+            "codec": audio.CODEC,
+            "sample_rate": audio.SAMPLE_RATE,
+            "channels": audio.CHANNELS,
+            "bit_rate": audio.BIT_RATE,
+            "samples": sample_at(frames, fps),
+            "program_dbfs": audio.PROGRAM_DBFS,
+            "ad_dbfs": ad_db,
+            "level": "RMS of each item's interior (pauses included, edge silence, fades and ramps excluded)",
+            "spot_edges_s": {"silence": audio.EDGE_SILENCE_S, "fade": audio.EDGE_FADE_S},
+            "program_cut_ramp_s": audio.CUT_RAMP_S,
+            "separators": "digital silence",
+        },
+        "logo": logo.to_dict(),
         "screen_corners": profile.corners_px((w, h)) if profile else full,
         "camera": profile.to_dict((w, h)) if profile else None,
-        "plays": [_play_dict(p, fps) for p in plays],
+        "plays": [p.to_dict(fps) for p in plays],
+        "audio_items": [it.to_dict() for it in items],
     }
+    comment = (
+        f"adbreak test broadcast {name}: seed={int(seed)} pool={the_pool.name} channel={channel} "
+        f"difficulties={','.join(diff_list) or 'none'} camera={'yes' if camera else 'no'} builder={BUILDER_VERSION}"
+    )
     # all three appear together at the end (or none, on any error or interrupt); temporary files are 0600
     with (
         atomic_path(video) as v_tmp,
         atomic_path(truth) as t_tmp,
         atomic_path(meta) as m_tmp,
-        contextlib.closing(_threaded(_output_frames(plays, (w, h), fps, view))) as frames_it,
+        contextlib.closing(_threaded(_output_frames(plays, (w, h), fps, logo, view))) as frames_it,
     ):
         _encode(
             v_tmp,
@@ -534,6 +423,8 @@ def build_broadcast(
             (w, h),
             fps,
             CRF_CAMERA if camera else CRF_CLEAN,
+            audio.AudioTrack(items),
+            comment,
             progress,
             f"{name}{' (camera)' if camera else ''}",
         )
@@ -542,7 +433,20 @@ def build_broadcast(
         for tmp in (v_tmp, t_tmp, m_tmp):
             tmp.chmod(0o644)
     return BroadcastInfo(
-        video, truth, meta, frames / fps, tuple(segments), fps, frames, int(seed), the_pool.name, (w, h), camera
+        video,
+        truth,
+        meta,
+        frames / fps,
+        tuple(segments),
+        fps,
+        frames,
+        int(seed),
+        the_pool.name,
+        (w, h),
+        camera,
+        frozenset(diff),
+        channel,
+        True,
     )
 
 
@@ -574,18 +478,21 @@ def load_broadcast(out_dir: str | os.PathLike[str], name: str) -> BroadcastInfo 
             str(info["pool"]),
             (w, h),
             info.get("camera") is not None,
+            frozenset(str(d) for d in info["difficulties"]),
+            str(info["channel"]),
+            info.get("audio") is not None,
         )
     except (OSError, ValueError, KeyError, TypeError, AdbreakError):
         return None
 
 
 def _json_text(info: dict) -> str:
-    """Indented JSON with one line per play."""
+    """Indented JSON with one line per play and per audio item."""
     items = list(info.items())
     lines = ["{"]
     for i, (key, value) in enumerate(items):
         comma = "," if i < len(items) - 1 else ""
-        if key == "plays":
+        if key in ("plays", "audio_items"):
             inner = ",\n".join("  " + json.dumps(p) for p in value)
             lines.append(f' "{key}": [\n{inner}\n ]{comma}')
         else:
@@ -594,24 +501,4 @@ def _json_text(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _play_dict(p: Play, fps: int) -> dict:
-    d: dict = {
-        "kind": p.kind,
-        "start": round(p.start_frame / fps, 6),
-        "end": round(p.end_frame / fps, 6),
-        "start_frame": p.start_frame,
-        "frames": p.frames,
-    }
-    if p.clip is not None:
-        d.update(
-            {
-                "clip": p.clip,
-                "file": CLIPS[p.clip].file,
-                "in_s": round(p.in_s, 6),
-                "out_s": round(p.in_s + p.frames * p.speed / fps, 6),
-                "speed": p.speed,
-            }
-        )
-    if p.spot is not None:
-        d["spot"] = p.spot
-    return d
+validate()

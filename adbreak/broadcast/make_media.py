@@ -8,7 +8,8 @@ The builder reads only the shipped copies, so it works from the installed packag
 native frame rate and every frame (constant frame rate, ``pts`` = frame index), is at most 640 px wide, has no audio,
 and has a keyframe every 4 s so the builder can seek cheaply. One repair is made: the two fully black frames inside
 the Gillette commercial (frames 26-27, a splice in the film) are replaced by the frame before them, so that a fully
-black frame occurs in a built broadcast only where the builder puts a separator.
+black frame occurs in a built broadcast only where the builder puts a separator. (The commercial's own first 1.5 s,
+a black leader and a grey title fade, are kept in the copy but never played: see ``clips.py``.)
 """
 
 from __future__ import annotations

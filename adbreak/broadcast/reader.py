@@ -12,15 +12,17 @@ from adbreak.broadcast.clips import Clip
 from adbreak.errors import AdbreakError
 
 
-def source_indices(clip: Clip, in_s: float, speed: float, frames: int, fps: int) -> list[int]:
-    """Source frame index shown at each of ``frames`` output frames that start at ``in_s`` of the clip.
+def source_indices(clip: Clip, in_s: float, speed: float, frames: int, fps: int, start: int = 0) -> list[int]:
+    """Source frame index shown at each of ``frames`` output frames ``start``, ``start + 1``, ... of an excerpt that
+    shows ``in_s`` of the clip at its output frame 0.
 
     Output frame ``j`` shows the source frame on screen at source time ``in_s + j * speed / fps`` (the latest frame
-    that started at or before it), clamped to the clip's last frame.
+    that started at or before it), clamped to the clip's first and last frames (``j`` may be negative: a dissolve
+    shows the frames before an excerpt).
     """
     rate = clip.fps
     last = clip.frames - 1
-    return [min(last, math.floor((in_s + j * speed / fps) * rate + 1e-6)) for j in range(frames)]
+    return [min(last, max(0, math.floor((in_s + j * speed / fps) * rate + 1e-6))) for j in range(start, start + frames)]
 
 
 def plane_views(frame: av.VideoFrame) -> list[np.ndarray]:
