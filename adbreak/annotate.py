@@ -1,13 +1,15 @@
 """``adbreak annotate``: the recording with the decision and the raw and smoothed ad probability drawn on every frame.
 
-Every source frame is written; the detector runs on the frames the bundle's sampling rate picks (exactly what the
-live pipeline analyses), and the frames in between show the latest values. A strip chart at the bottom shows the
-last 30 s: raw p(ad) (thin), smoothed (thick), and the hysteresis thresholds.
+Every source frame is written; the detector runs on the frames the sampling rate picks (exactly what the live
+pipeline analyses: the bundle's rate, or 5 per second without a model), and the frames in between show the latest
+values. A strip chart at the bottom shows the last 30 s: the head's raw p(ad) (thin; with a model), the decision's
+P(ad) (thick: the smoothed p(ad), or the fusion's), and the hysteresis thresholds.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -68,11 +70,12 @@ def _draw(
 
 def annotate(
     video: str | Path,
-    bundle_path: str | Path,
+    bundle_path: str | Path | None,
     out: str | Path,
     *,
     decision: DecisionConfig | None = None,
     geometry: Geometry | None = None,
+    decider: str = "fusion",
     progress: bool = True,
 ) -> int:
     from tqdm import tqdm
@@ -80,11 +83,12 @@ def annotate(
     out = Path(out)
     if out.suffix.lower() not in (".mp4", ".mkv", ".mov"):
         raise AdbreakError(f"output must be .mp4, .mkv or .mov, got {out.name}")
-    bundle = ModelBundle.load(bundle_path)
-    detector = Detector(bundle, decision, geometry)
+    bundle = ModelBundle.load(bundle_path) if bundle_path is not None else None
+    detector = Detector(bundle, decision, geometry, decider=decider)  # type: ignore[arg-type]
     source = VideoSource(str(video), fps=None)  # every frame goes to the output
     rate = source._stream.average_rate or 25  # noqa: SLF001 - the output keeps the input's frame rate
-    sampler = TimestampSampler(bundle.preprocessing.fps)
+    sampler = TimestampSampler(detector.fps)
+    audio: list[np.ndarray] = []  # the sound of the frames not analysed, handed to the next analysed one
     history: deque[tuple[float, float, float]] = deque()
     state: Label | None = None
     p_ad = smoothed = 0.0
@@ -99,7 +103,12 @@ def annotate(
                 stream.width, stream.height = frame.image.shape[1] // 2 * 2, frame.image.shape[0] // 2 * 2
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"preset": "veryfast", "crf": "23"}
+            if frame.audio is not None:
+                audio.append(frame.audio)
             if sampler.take(frame.t):
+                if frame.audio is not None:
+                    frame = replace(frame, audio=np.concatenate(audio) if audio else frame.audio)
+                    audio.clear()
                 r = detector.process(frame)
                 state, p_ad, smoothed = r.state, r.p_ad, r.smoothed
                 history.append((r.t, p_ad, smoothed))

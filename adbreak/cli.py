@@ -11,7 +11,13 @@ from typing import Any
 
 from adbreak import __version__
 from adbreak.errors import AdbreakError
-from edge.cli_options import add_decision_options, add_geometry_options, decision_changes
+from edge.cli_options import (
+    add_decider_option,
+    add_decision_options,
+    add_geometry_options,
+    decider_from,
+    decision_changes,
+)
 from edge.cli_options import positive as _positive
 
 log = logging.getLogger("adbreak")
@@ -48,21 +54,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from adbreak.evaluate import evaluate_scores, evaluate_video
     from adbreak.metrics import format_metrics
 
+    decider = decider_from(args)
     if args.scores:
         if args.video or args.model:
-            raise AdbreakError("give either VIDEO --model BUNDLE or --scores SCORES.csv, not both")
-        run = evaluate_scores(args.scores, args.truth, decision=_decision(args))
+            raise AdbreakError("give either VIDEO [--model BUNDLE] or --scores SCORES.csv, not both")
+        run = evaluate_scores(args.scores, args.truth, decision=_decision(args), decider=decider)  # type: ignore[arg-type]
     else:
-        if not args.video or not args.model:
-            raise AdbreakError("evaluate needs VIDEO and --model BUNDLE (or --scores SCORES.csv)")
+        if not args.video:
+            raise AdbreakError("evaluate needs VIDEO (with or without --model BUNDLE) or --scores SCORES.csv")
         from edge.bundle import ModelBundle
 
-        base = ModelBundle.load(args.model).decision
+        base = ModelBundle.load(args.model).decision if args.model else None
         run = evaluate_video(
             args.video,
             args.truth,
             args.model,
             decision=_decision(args, base),
+            decider=decider,  # type: ignore[arg-type]
             geometry=_geometry(args),
             fps=args.fps,
             record_scores=args.record_scores,
@@ -130,9 +138,10 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from adbreak.annotate import annotate
     from edge.bundle import ModelBundle
 
-    base = ModelBundle.load(args.model).decision
+    decider = decider_from(args)
+    base = ModelBundle.load(args.model).decision if args.model else None
     n = annotate(args.video, args.model, args.out, decision=_decision(args, base), geometry=_geometry(args),
-                 progress=not args.quiet)
+                 decider=decider, progress=not args.quiet)
     print(f"{n} frames written to {args.out}")
     return 0
 
@@ -222,17 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[common], help="run the live pipeline over a recording; print metrics",
-                       description="Online: VIDEO --model BUNDLE runs the exact live pipeline over the recording. "
-                       "Offline: --scores SCORES.csv re-runs only the temporal decision on recorded scores.")
+                       description="Online: VIDEO runs the exact live pipeline over the recording, on the broadcast "
+                       "cues alone (zero labels) or with a trained head (--model BUNDLE). Offline: --scores SCORES.csv "
+                       "re-runs only the decision on recorded scores, fusing every cue column present.")
     p.add_argument("video", nargs="?")
     p.add_argument("--truth", required=True, metavar="S.csv")
-    p.add_argument("--model", metavar="BUNDLE")
+    p.add_argument("--model", metavar="BUNDLE", help="a trained head to add its p(ad) to the cues (optional)")
     p.add_argument("--scores", metavar="SCORES.csv", help="decision stage only, on recorded per-frame scores")
     p.add_argument("--record-scores", metavar="SCORES.csv", help="write the per-frame scores of an online run")
     p.add_argument("--predicted", metavar="S.csv", help="write the predicted segments")
     p.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
-    p.add_argument("--fps", type=_positive, help="analysis rate (default: the bundle's)")
+    p.add_argument("--fps", type=_positive, help="analysis rate (default: the bundle's, or 5)")
     add_geometry_options(p)
+    add_decider_option(p)
     add_decision_options(p, "the model bundle's, or the built-in ones")
     p.set_defaults(func=cmd_evaluate)
 
@@ -240,9 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write VIDEO with the decision and the raw and smoothed ad probability drawn on "
                        "every frame.")
     p.add_argument("video")
-    p.add_argument("--model", required=True, metavar="BUNDLE")
+    p.add_argument("--model", metavar="BUNDLE", help="a trained head (optional: without it, the cues alone)")
     p.add_argument("--out", required=True, metavar="OUT.mp4")
     add_geometry_options(p)
+    add_decider_option(p)
     add_decision_options(p, "the model bundle's, or the built-in ones")
     p.set_defaults(func=cmd_annotate)
 

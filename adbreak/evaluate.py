@@ -8,6 +8,7 @@ time the pipeline took on that frame (its resize included).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from adbreak.scores import read_scores, write_scores
 from adbreak.segments import Segment, read_segments
 from edge.bundle import ModelBundle
 from edge.decision import AdStateMachine, DecisionConfig, Transition, transitions_to_segments
+from edge.fusion import CUE_COLUMNS, FusionConfig, FusionDecision
 from edge.geometry import Geometry
-from edge.pipeline import Detector
+from edge.pipeline import Decider, Detector
 from edge.sources import Prefetcher, VideoSource
 
 
@@ -36,7 +38,9 @@ class EvaluationRun:
     scores: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _predicted(machine: AdStateMachine, transitions: list[Transition], duration: float) -> list[Segment]:
+def _predicted(
+    machine: AdStateMachine | FusionDecision, transitions: list[Transition], duration: float
+) -> list[Segment]:
     initial = machine.initial_state
     if initial is None:
         raise AdbreakError("too few frames to reach a decision (the recording is shorter than the smoothing window)")
@@ -46,25 +50,29 @@ def _predicted(machine: AdStateMachine, transitions: list[Transition], duration:
 def evaluate_video(
     video: str | Path,
     truth_path: str | Path,
-    bundle_path: str | Path,
+    bundle_path: str | Path | None = None,
     *,
     decision: DecisionConfig | None = None,
+    fusion: FusionConfig | None = None,
+    decider: Decider = "fusion",
     geometry: Geometry | None = None,
     fps: float | None = None,
     record_scores: str | Path | None = None,
     progress: bool = True,
 ) -> EvaluationRun:
+    """The live pipeline over a recording as if live; without ``bundle_path`` on the cues alone."""
     from tqdm import tqdm
 
     truth = read_segments(truth_path)
     duration = truth[-1].end
-    bundle = ModelBundle.load(bundle_path)
-    detector = Detector(bundle, decision, geometry)
+    bundle = ModelBundle.load(bundle_path) if bundle_path is not None else None
+    detector = Detector(bundle, decision, geometry, fusion=fusion, decider=decider)
     # with two cores or fewer, the decoding thread and the inference thread fill them: extra decoder threads would only
     # take time from the backbone
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    source = VideoSource(str(video), fps or bundle.preprocessing.fps, threads=cores > 2)
+    source = VideoSource(str(video), fps or detector.fps, threads=cores > 2)
     ts: list[float] = []
+    cue_rows: dict[str, list[float]] = {name: [] for name in CUE_COLUMNS if name != "p_ad"}
     p_ads: list[float] = []
     smoothed: list[float] = []
     probs: list[np.ndarray] = []
@@ -82,6 +90,8 @@ def evaluate_video(
             p_ads.append(r.p_ad)
             smoothed.append(r.smoothed)
             probs.append(r.probs)
+            for name, values in cue_rows.items():
+                values.append(r.cues.get(name, math.nan))
             if r.transition is not None:
                 transitions.append(r.transition)
                 decided.append(
@@ -108,8 +118,12 @@ def evaluate_video(
         wall_s=wall,
         duration_s=duration,
     )
-    columns = {"t": np.array(ts), "p_ad": np.array(p_ads), "smoothed": np.array(smoothed)}
-    if probs:
+    head_p = np.array(p_ads) if bundle is not None else np.full(len(ts), math.nan)
+    columns = {"t": np.array(ts), "p_ad": head_p, "smoothed": np.array(smoothed)}
+    for name, values in cue_rows.items():
+        if values and not all(math.isnan(v) for v in values):
+            columns[name] = np.array(values)
+    if probs and bundle is not None:
         stacked = np.vstack(probs)
         for k, label in enumerate(bundle.labels):
             columns[f"p_{label}"] = stacked[:, k]
@@ -120,18 +134,34 @@ def evaluate_video(
 
 
 def evaluate_scores(
-    scores_path: str | Path, truth_path: str | Path, *, decision: DecisionConfig | None = None
+    scores_path: str | Path,
+    truth_path: str | Path,
+    *,
+    decision: DecisionConfig | None = None,
+    fusion: FusionConfig | None = None,
+    decider: Decider = "fusion",
 ) -> EvaluationRun:
-    """Re-run only the temporal decision on recorded per-frame scores."""
+    """Re-run only the decision on recorded per-frame scores: the fusion of every cue column present (default), or
+    the smoothing state machine on ``p_ad`` alone. Both run frame by frame, as live."""
     truth = read_segments(truth_path)
     duration = truth[-1].end
-    t, p_ad, _extras = read_scores(scores_path)
+    t, p_ad, extras = read_scores(scores_path)
     cfg = decision or DecisionConfig()
-    machine = AdStateMachine(cfg)
+    machine: AdStateMachine | FusionDecision
+    if decider == "smoothing":
+        if np.isnan(p_ad).any():
+            raise AdbreakError(f"{Path(scores_path).name}: the smoothing decider needs p_ad on every row")
+        machine = AdStateMachine(cfg)
+        feed = [float(v) for v in p_ad]
+    else:
+        machine = FusionDecision(fusion)
+        names = [n for n in CUE_COLUMNS if n == "p_ad" or n in extras]
+        matrix = np.vstack([p_ad if n == "p_ad" else extras[n] for n in names])
+        feed = [dict(zip(names, matrix[:, i].tolist(), strict=True)) for i in range(len(t))]
     transitions: list[Transition] = []
     decided: list[tuple[float, float, str]] = []
     started = time.perf_counter()
-    for ti, pi in zip(t.tolist(), p_ad.tolist(), strict=True):
+    for ti, pi in zip(t.tolist(), feed, strict=True):
         if ti >= duration:
             break
         step = machine.update(ti, pi)

@@ -2,9 +2,12 @@
 
 A CSV whose header starts ``t,p_ad`` and may go on with extra columns (one per class probability or cue): one row per
 analysed frame, ``t`` in seconds from the start (increasing), ``p_ad`` the frame's probability of ``ad`` before any
-temporal smoothing. ``adbreak evaluate --record-scores`` writes it and ``adbreak evaluate --scores`` re-runs the
-decision stage on it, so the writer keeps every float exactly (shortest round-trip repr): a re-run on recorded scores
-reproduces the live decisions bit for bit.
+temporal smoothing, empty where no trained head ran. Optional cue columns (``CUE_COLUMNS``: ``logo``, ``black``,
+``silence``, ``cut``, ``repeat``, and this project's ``dip``, ``loudness``, ``aspect``,
+``luma``) hold values in [0, 1], empty
+where the cue could not be measured. ``adbreak evaluate --record-scores`` writes it and ``adbreak evaluate --scores``
+re-runs the decision stage on it, so the writer keeps every float exactly (shortest round-trip repr): a re-run on
+recorded scores reproduces the live decisions bit for bit.
 
 Extra columns are kept by name as float arrays; an empty cell reads as NaN. Row numbers in error messages count the
 header as row 1.
@@ -25,6 +28,8 @@ from adbreak.atomic import write_text
 from adbreak.errors import AdbreakError
 
 REQUIRED: tuple[str, str] = ("t", "p_ad")
+CUE_COLUMNS: tuple[str, ...] = ("logo", "black", "silence", "cut", "repeat", "dip", "loudness", "aspect", "luma")
+"""Extra columns whose values must lie in [0, 1] (or be empty): the contract's cues and this project's own."""
 
 
 def _number(text: str, column: str, where: str, *, allow_empty: bool = False) -> float:
@@ -45,7 +50,8 @@ def read_scores(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, d
 
     Raises :class:`AdbreakError` (one line, with the file name and row number) for a missing or empty file, a header
     that does not start ``t,p_ad`` or repeats a name, a row with the wrong number of fields, a value that is not a
-    number, a negative or non-increasing ``t``, or a ``p_ad`` outside ``[0, 1]``.
+    number, a negative or non-increasing ``t``, or a ``p_ad`` or cue value outside ``[0, 1]``. An empty ``p_ad`` (no
+    head ran) and empty extra cells read as NaN.
     """
     p = Path(path)
     name = p.name
@@ -86,13 +92,16 @@ def read_scores(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, d
             raise AdbreakError(f"{where}: t {t} is negative")
         if ts and t <= ts[-1]:
             raise AdbreakError(f"{where}: t {t} does not increase (previous row has {ts[-1]})")
-        p_ad = _number(row[1], "p_ad", where)
-        if not 0.0 <= p_ad <= 1.0:
+        p_ad = _number(row[1], "p_ad", where, allow_empty=True)
+        if not (math.isnan(p_ad) or 0.0 <= p_ad <= 1.0):
             raise AdbreakError(f"{where}: p_ad {p_ad} is outside [0, 1]")
         ts.append(t)
         ps.append(p_ad)
         for values, col, cell in zip(extras, extra_names, row[2:], strict=True):
-            values.append(_number(cell, col, where, allow_empty=True))
+            value = _number(cell, col, where, allow_empty=True)
+            if col in CUE_COLUMNS and not (math.isnan(value) or 0.0 <= value <= 1.0):
+                raise AdbreakError(f"{where}: {col} {value} is outside [0, 1]")
+            values.append(value)
     if not ts:
         raise AdbreakError(f"{name} has no rows (only the header)")
     extra = {col: np.asarray(values, dtype=np.float64) for col, values in zip(extra_names, extras, strict=True)}
@@ -134,8 +143,11 @@ def write_scores(
     if np.any(np.diff(t_arr) <= 0):
         i = int(np.argmax(np.diff(t_arr) <= 0)) + 1
         raise AdbreakError(f"{where}: time {t_arr[i]} at frame {i} does not increase")
-    if not np.all((p_arr >= 0.0) & (p_arr <= 1.0)):  # also rejects NaN
-        raise AdbreakError(f"{where}: p_ad values must lie in [0, 1]")
+    if not np.all(np.isnan(p_arr) | ((p_arr >= 0.0) & (p_arr <= 1.0))):
+        raise AdbreakError(f"{where}: p_ad values must lie in [0, 1] (or be NaN: no head ran)")
+    for col, values in columns.items():
+        if col in CUE_COLUMNS and not np.all(np.isnan(values) | ((values >= 0.0) & (values <= 1.0))):
+            raise AdbreakError(f"{where}: cue column {col!r} must hold values in [0, 1] (or NaN)")
 
     out = io.StringIO()
     out.write(",".join((*REQUIRED, *columns)) + "\n")

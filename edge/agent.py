@@ -31,6 +31,7 @@ from adbreak.wire import Availability, EventPayload, EventType, StatePayload, Te
 from edge.capture import Capture, CapturedFrame, StreamClock
 from edge.decision import DecisionConfig, Label, Transition
 from edge.frames_queue import DropOldestQueue, QueueClosed
+from edge.fusion import FusionConfig
 from edge.keyframes import KeyframeRecorder, Pick, build_keyframe
 from edge.mqtt import MqttLink, Publisher
 from edge.outbox import Outbox
@@ -222,17 +223,23 @@ class EdgeAgent:
         from edge.sources import open_source
 
         s = self.settings
-        bundle = ModelBundle.load(s.model)
-        base = s.decision_config(bundle.decision)
-        fps = s.fps or bundle.preprocessing.fps
+        bundle = ModelBundle.load(s.model) if s.model is not None else None
+        base = s.decision_config(bundle.decision if bundle else DecisionConfig())
         with SequenceCounter(s.state_dir, s.device) as sequence:  # one agent per device and state folder
             self.remote = RemoteSettings(s.state_dir, s.device, base)
-            detector = Detector(bundle, self.remote.load(), s.geometry())
+            # the learned logo and the ad memory live with the device's other state, inside its lock
+            fusion = s.fusion_config(bundle.fusion if bundle else FusionConfig())
+            detector = Detector(bundle, self.remote.load(), s.geometry(), fusion=fusion, decider=s.decider,
+                                state_dir=s.state_dir / f"{s.device}.cues")
             self.detector = detector
-            source = open_source(s.source, fps)  # a source that cannot be opened fails here, before any MQTT
-            return self._serve(bundle, detector, source, fps, sequence)
+            fps = s.fps or detector.fps
+            try:
+                source = open_source(s.source, fps)  # a source that cannot be opened fails here, before any MQTT
+                return self._serve(detector, source, fps, sequence)
+            finally:
+                detector.close()
 
-    def _serve(self, bundle, detector, source, fps: float, sequence) -> int:
+    def _serve(self, detector, source, fps: float, sequence) -> int:
         from edge.actuator import MuteActuator, plan_from_settings
         from edge.sources import open_source
 
@@ -262,22 +269,22 @@ class EdgeAgent:
         )
         clock = StreamClock(paced=capture.paced, speed=s.speed)
         announcer = Announcer(
-            device=s.device, model_version=bundle.version, next_seq=sequence.next, publisher=link, clock=clock,
+            device=s.device, model_version=detector.version, next_seq=sequence.next, publisher=link, clock=clock,
             telemetry_interval_s=s.telemetry_interval_s, dropped=lambda: frames.dropped,
         )
         self.announcer = announcer
         if s.keyframes:
-            cfg = detector.machine.config
+            cfg = detector.decision
 
             def send(pick: Pick) -> None:
                 if clock.ready:
-                    link.publish_keyframe(build_keyframe(pick, device=s.device, model_version=bundle.version,
+                    link.publish_keyframe(build_keyframe(pick, device=s.device, model_version=detector.version,
                                                          to_wall=clock.wall))
 
             self.recorder = KeyframeRecorder(send, thresholds=(cfg.enter_threshold, cfg.exit_threshold))
         log.info("edge agent %s: source %s (%s), model %s, %.3g fps%s", s.device, s.source,
                  "live" if capture.live else (f"paced x{s.speed:g}" if capture.paced else "as fast as it decodes"),
-                 bundle.version, fps, ", looping" if capture.loop else "")
+                 detector.version, fps, ", looping" if capture.loop else "")
 
         failure: BaseException | None = None
         link.start()
@@ -375,9 +382,8 @@ class EdgeAgent:
         link.publish_settings_state(remote.state())
 
     def reconfigure(self, detector, config: DecisionConfig) -> None:
-        """Run ``config`` from the next frame on, keeping the decided state (``AdStateMachine.reconfigure``)."""
-        detector.decision = config
-        detector.machine.reconfigure(config)
+        """Run ``config`` from the next frame on, keeping the decided state (``Detector.reconfigure``)."""
+        detector.reconfigure(config)
         if self.recorder is not None:
             self.recorder.set_thresholds(config.enter_threshold, config.exit_threshold)
         log.info("decision settings now %s", {k: v for k, v in config.to_dict().items() if k != "max_lookback_s"})

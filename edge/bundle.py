@@ -27,6 +27,7 @@ from typing import Any
 from adbreak.errors import AdbreakError
 from edge.backbone import Backbone, sha256_file
 from edge.decision import DecisionConfig
+from edge.fusion import FusionConfig
 from edge.geometry import Geometry
 from edge.head import SoftmaxHead
 
@@ -68,6 +69,7 @@ class ModelBundle:
     backbone_path: Path
     preprocessing: Preprocessing
     decision: DecisionConfig
+    fusion: FusionConfig = field(default_factory=FusionConfig)
 
     @property
     def version(self) -> str:
@@ -126,6 +128,10 @@ class ModelBundle:
         except (TypeError, ValueError) as exc:
             raise AdbreakError(f"model bundle {src}: bad decision settings: {exc}") from exc
         try:
+            fusion = FusionConfig.from_dict(meta.get("fusion"))
+        except (TypeError, ValueError) as exc:
+            raise AdbreakError(f"model bundle {src}: bad fusion settings: {exc}") from exc
+        try:
             preprocessing = Preprocessing.from_dict(meta.get("preprocessing", {}))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise AdbreakError(f"model bundle {src}: bad preprocessing settings: {exc}") from exc
@@ -136,6 +142,7 @@ class ModelBundle:
             backbone_path=backbone_path,
             preprocessing=preprocessing,
             decision=decision,
+            fusion=fusion,
         )
 
 
@@ -166,6 +173,7 @@ def write_bundle_files(
     preprocessing: Preprocessing,
     decision: DecisionConfig,
     name: str,
+    fusion: FusionConfig | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write bundle.json, head.npz and the backbone copy into ``root`` (a directory being built atomically)."""
@@ -190,6 +198,7 @@ def write_bundle_files(
         "head": {"file": "head.npz", "sha256": head_sha, "kind": "standardise + multinomial logistic regression"},
         "preprocessing": preprocessing.to_dict(),
         "decision": decision.to_dict(),
+        "fusion": (fusion or FusionConfig()).to_dict(),
         "report": "report.json",
         "data_summary": "data_summary.json",
         "plots": ["training_curves.png", "confusion.png"],

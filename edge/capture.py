@@ -259,7 +259,7 @@ class Capture:
             wall = self._wall()
             if self.paced and self.t0_wall is not None:
                 wall = stream_to_wall(t, 0.0, self.t0_wall, self.speed)
-            item = CapturedFrame(Frame(t=t, image=frame.image, index=self.frames), wall)
+            item = CapturedFrame(Frame(t=t, image=frame.image, index=self.frames, audio=frame.audio), wall)
             if not self._put(item):
                 return True, offset
             self.frames += 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from adbreak.errors import AdbreakError
 from adbreak.mqtt_security import add_mqtt_security_options, mqtt_security_overrides
-from edge.cli_options import add_decision_options, add_geometry_options, decision_changes
+from edge.cli_options import add_decider_option, add_decision_options, add_geometry_options, decision_changes
 from edge.cli_options import positive as _positive
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="SRC",
                    help="picamera2, /dev/videoN, a video file, an RTSP/HTTP URL, or an image folder")
     p.add_argument("--device", metavar="NAME", help="this device's name in the MQTT topics (e.g. living-room)")
-    p.add_argument("--model", metavar="BUNDLE", help="model bundle directory or archive")
+    p.add_argument("--model", metavar="BUNDLE", help="model bundle directory or archive (optional: without it the "
+                   "agent decides on the broadcast cues alone; the learned logo and ad memory are kept in --state-dir)")
     p.add_argument("--config", metavar="FILE", help="TOML settings file (see docs/edge.md); the environment "
                    "(ADBREAK_EDGE_*) overrides it and these options override both")
     p.add_argument("--mqtt", metavar="HOST:PORT", help="MQTT broker (127.0.0.1:1883)")
@@ -68,6 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "actuator_command_on/off from the config (none)")
     add_mqtt_security_options(p)
     add_geometry_options(p)
+    add_decider_option(p)
     add_decision_options(p)
 
 
@@ -101,6 +103,7 @@ def settings_from_args(args: argparse.Namespace):
         "actuator": args.actuator,
         "crop": args.crop,
         "corners": args.corners,
+        "decider": args.decider,
         **mqtt_security_overrides(args),
     }
     if args.mqtt:

@@ -23,8 +23,25 @@ def add_geometry_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--corners", metavar="X1,Y1,...,X4,Y4", help="four screen corners TL,TR,BR,BL to warp to frontal")
 
 
+def add_decider_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decider", choices=["fusion", "smoothing"], default=None,
+                   help="fusion (default): every cue and, with a model, its p(ad) decided together with duration "
+                   "priors (docs/decision.md); smoothing: the p(ad) smoothing state machine alone (needs a model; "
+                   "the temporal decision options below apply to it)")
+
+
+def decider_from(args: argparse.Namespace) -> str:
+    """The decider asked for; smoothing options without ``--decider smoothing`` are a mistake worth saying."""
+    decider = getattr(args, "decider", None) or "fusion"
+    if decider == "fusion" and decision_changes(args):
+        from adbreak.errors import AdbreakError
+
+        raise AdbreakError("the temporal decision options (--window, --enter, ...) apply to --decider smoothing")
+    return decider
+
+
 def add_decision_options(p: argparse.ArgumentParser, defaults: str = "the model bundle's") -> None:
-    g = p.add_argument_group(f"temporal decision (defaults: {defaults})")
+    g = p.add_argument_group(f"temporal decision of the smoothing decider (defaults: {defaults})")
     g.add_argument("--smoothing", choices=["window", "ema"], help="rolling mean over a window, or exponential")
     g.add_argument("--window", type=float, metavar="S", help="rolling window in seconds (0 = one frame: no smoothing)")
     g.add_argument("--ema-tau", type=float, metavar="S", help="time constant of the exponential smoothing")

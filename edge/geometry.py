@@ -65,6 +65,24 @@ class Geometry:
             return cv2.resize(warped, (size, size), interpolation=cv2.INTER_AREA)
         return resize_input(image, size)
 
+    def to_screen_gray(self, image: np.ndarray, width: int = 640) -> np.ndarray:
+        """The screen's luma at ``width`` pixels wide (the cues' analysis size): the crop, or the four corners warped
+        to a 16:9 frontal picture, or the whole frame; the height keeps the picture's aspect."""
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        if self.corners is not None:
+            height = width * 9 // 16 // 2 * 2
+            dst = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+            m = cv2.getPerspectiveTransform(np.asarray(self.corners, dtype=np.float32), dst)
+            return cv2.warpPerspective(gray, m, (width, height), flags=cv2.INTER_AREA)
+        if self.crop is not None:
+            x, y, w, h = self.crop
+            gray = gray[y : y + h, x : x + w]
+        h, w = gray.shape[:2]
+        if w == width:
+            return gray
+        height = max(2, int(round(width * h / w / 2)) * 2)
+        return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+
     # --- (de)serialisation, for the model bundle and the CLI ---
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,60 +1,109 @@
-"""The detection pipeline: one frame in, class probabilities and the temporal decision out.
+"""The detection pipeline: one frame in, cues, class probabilities and the temporal decision out.
+
+The stages, each in a place of its own (``docs/architecture.md``, "Detection stages"):
+
+1. source (``edge/sources``) -> 2. preprocessing (``edge/geometry``: the model input and the screen's luma) ->
+3. backbone + head (``edge/backbone``, ``edge/head``; only with a model bundle) -> 4. cues (``edge/cues``),
+5. the learned logo (``edge/logo``), 6. the repeated-ad memory (``edge/memory``), wired by
+``edge/broadcast_cues`` -> 7. fusion and the duration-aware decision (``edge/fusion``), or the p(ad) smoothing state
+machine (``edge/decision``, ``decider="smoothing"``).
 
 The same ``Detector`` runs live on the edge and inside ``adbreak evaluate`` / ``annotate``, so offline figures are
-the live system's figures.
+the live system's figures. Without a model bundle it runs on the cues alone (zero labels).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
+from adbreak.errors import AdbreakError
+from edge.broadcast_cues import BroadcastCues
 from edge.bundle import ModelBundle
+from edge.cues.base import ANALYSIS_WIDTH, ScreenFrame
 from edge.decision import AdStateMachine, DecisionConfig, Label, Transition
+from edge.fusion import FusionConfig, FusionDecision
 from edge.geometry import Geometry
 from edge.sources.base import Frame
+
+Decider = Literal["fusion", "smoothing"]
+DECIDERS: tuple[str, ...] = ("fusion", "smoothing")
+DEFAULT_FPS = 5.0
+NO_MODEL_VERSION = "cues-only"
+"""The model version the agent reports when it runs without a model bundle."""
 
 
 @dataclass(frozen=True, slots=True)
 class FrameResult:
     t: float
-    probs: np.ndarray  # per class, in bundle label order
-    p_ad: float
-    smoothed: float
+    probs: np.ndarray  # per class, in bundle label order (empty without a model)
+    p_ad: float  # the head's p(ad); without a model, the fused P(ad) (same as ``smoothed``)
+    smoothed: float  # the decision's own P(ad): the smoothed p_ad, or the fusion's P(ad | evidence so far)
     state: Label | None
     transition: Transition | None
-    latency_s: float  # wall time from frame arrival to decision (preprocess + backbone + head + decision)
+    latency_s: float  # wall time from frame arrival to decision (preprocess + backbone + head + cues + decision)
+    cues: Mapping[str, float] = field(default_factory=dict)  # every cue value by its scores-file name
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedFrame:
-    """A frame already mapped to the model input by ``Detector.prepare`` (e.g. in the decoding thread); the full-size
-    image is not kept."""
+    """A frame already mapped to the model input and the screen's luma by ``Detector.prepare`` (e.g. in the
+    decoding thread); the full-size image is not kept."""
 
     t: float
     index: int
-    input: np.ndarray  # (size, size, 3) uint8
+    input: np.ndarray | None  # (size, size, 3) uint8, or None without a model
     prepare_s: float  # wall time of the preprocessing, counted in the result's latency
+    screen: ScreenFrame | None = None
 
 
 class Detector:
+    """Runs the stages on one frame at a time. ``bundle`` may be None (cues only). ``state_dir`` keeps the learned
+    logo and the ad memory of this device across restarts."""
+
     def __init__(
         self,
-        bundle: ModelBundle,
+        bundle: ModelBundle | None,
         decision: DecisionConfig | None = None,
         geometry: Geometry | None = None,
+        *,
+        fusion: FusionConfig | None = None,
+        decider: Decider = "fusion",
+        state_dir: str | os.PathLike[str] | None = None,
+        cues: bool = True,
     ) -> None:
+        if decider not in DECIDERS:
+            raise AdbreakError(f"unknown decider {decider!r}; choose one of {', '.join(DECIDERS)}")
+        if decider == "smoothing" and bundle is None:
+            raise AdbreakError("the smoothing decider needs a model (--model): it smooths the head's p(ad)")
         self.bundle = bundle
-        self.decision = decision or bundle.decision
-        self.geometry = geometry if geometry is not None else bundle.preprocessing.geometry
-        self.size = bundle.preprocessing.input_size
-        self.backbone = bundle.backbone()
-        self.head = bundle.head
-        self.ad_index = bundle.ad_index
-        self.machine = AdStateMachine(self.decision)
+        self.decider = decider
+        self.decision = decision or (bundle.decision if bundle else DecisionConfig())
+        self.fusion = fusion or (bundle.fusion if bundle else FusionConfig())
+        if geometry is not None:
+            self.geometry = geometry
+        else:
+            self.geometry = bundle.preprocessing.geometry if bundle else Geometry()
+        self.fps = bundle.preprocessing.fps if bundle else DEFAULT_FPS
+        self.size = bundle.preprocessing.input_size if bundle else 0
+        self.backbone = bundle.backbone() if bundle else None
+        self.head = bundle.head if bundle else None
+        self.ad_index = bundle.ad_index if bundle else -1
+        self.cues = BroadcastCues(state_dir) if cues and decider == "fusion" else None
+        self.machine: AdStateMachine | FusionDecision = (
+            FusionDecision(self.fusion) if decider == "fusion" else AdStateMachine(self.decision)
+        )
+        self._ad_start: float | None = None
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version if self.bundle else NO_MODEL_VERSION
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         return self.geometry.to_input(image, self.size)
@@ -62,11 +111,17 @@ class Detector:
     def prepare(self, frame: Frame) -> PreparedFrame:
         """The preprocessing alone, so that another thread can run it (``Prefetcher(..., transform=prepare)``)."""
         started = time.perf_counter()
-        x = self.preprocess(frame.image)
-        return PreparedFrame(frame.t, frame.index, x, time.perf_counter() - started)
+        x = self.preprocess(frame.image) if self.bundle else None
+        screen = self._screen(frame) if self.cues else None
+        return PreparedFrame(frame.t, frame.index, x, time.perf_counter() - started, screen)
+
+    def _screen(self, frame: Frame) -> ScreenFrame:
+        gray = self.geometry.to_screen_gray(frame.image, ANALYSIS_WIDTH)
+        return ScreenFrame.from_gray(frame.t, gray, getattr(frame, "audio", None))
 
     def classify(self, x: np.ndarray) -> np.ndarray:
         """Per-class probabilities of one model input (size x size x 3 uint8)."""
+        assert self.head is not None and self.backbone is not None
         return self.head.predict_proba(self.backbone.features(x[None]))[0]
 
     def scores(self, image: np.ndarray) -> np.ndarray:
@@ -76,21 +131,52 @@ class Detector:
     def process(self, frame: Frame | PreparedFrame) -> FrameResult:
         started = time.perf_counter()
         if isinstance(frame, PreparedFrame):
-            probs = self.classify(frame.input)
             started -= frame.prepare_s
+            x, screen = frame.input, frame.screen
         else:
-            probs = self.scores(frame.image)
-        p_ad = float(probs[self.ad_index])
-        step = self.machine.update(frame.t, p_ad)
+            x = self.preprocess(frame.image) if self.bundle else None
+            screen = self._screen(frame) if self.cues else None
+        probs = self.classify(x) if x is not None else np.zeros(0)
+        p_ad = float(probs[self.ad_index]) if self.bundle else math.nan
+        values: dict[str, float] = {} if self.cues is None or screen is None else self.cues.update(screen)
+        values["p_ad"] = p_ad
+        if isinstance(self.machine, FusionDecision):
+            step = self.machine.update(frame.t, values)
+        else:
+            step = self.machine.update(frame.t, p_ad)
+        self._remember(step.transition)
         return FrameResult(
             t=frame.t,
             probs=probs,
-            p_ad=p_ad,
+            p_ad=p_ad if self.bundle else step.smoothed,
             smoothed=step.smoothed,
             state=step.state,
             transition=step.transition,
             latency_s=time.perf_counter() - started,
+            cues=values,
         )
+
+    def _remember(self, tr: Transition | None) -> None:
+        """Ad breaks the decision closes go into the repeated-ad memory."""
+        if tr is None or self.cues is None:
+            return
+        if tr.to_label is Label.AD:
+            self._ad_start = tr.boundary_t
+        elif self._ad_start is not None:
+            self.cues.remember_ad(self._ad_start, tr.boundary_t)
+            self._ad_start = None
+
+    def reconfigure(self, config: DecisionConfig) -> None:
+        """New per-device decision settings from the next frame on (the smoothing decider's; the fusion keeps its
+        own, and the settings' thresholds still mark low-confidence stretches for keyframes)."""
+        self.decision = config
+        if isinstance(self.machine, AdStateMachine):
+            self.machine.reconfigure(config)
+
+    def close(self) -> None:
+        """Persist what this device learned (logo, ad memory)."""
+        if self.cues is not None:
+            self.cues.close()
 
     def run(self, frames: Iterable[Frame | PreparedFrame]) -> Iterator[FrameResult]:
         for frame in frames:

@@ -56,7 +56,11 @@ class EdgeSettings(BaseSettings):
         title="Frame source",
         description="picamera2, a V4L2 device (/dev/video0), a video file, an RTSP/HTTP URL, or an image folder.",
     )
-    model: Path = Field(title="Model bundle", description="The model bundle directory or .tar.gz/.zip archive.")
+    model: Path | None = Field(
+        default=None, title="Model bundle",
+        description="The model bundle directory or .tar.gz/.zip archive; without one the agent decides on the "
+        "broadcast cues alone (zero labels).",
+    )
     fps: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, title="Analysis rate",
         description="Frames analysed per second of stream time (default: the bundle's).",
@@ -73,6 +77,16 @@ class EdgeSettings(BaseSettings):
         default_factory=dict, title="Decision overrides",
         description="Temporal-decision settings that replace the bundle's (keys of edge.decision.DecisionConfig, "
         "e.g. min_ad_s); see docs/decision.md.",
+    )
+    decider: Literal["fusion", "smoothing"] = Field(
+        default="fusion", title="Decider",
+        description="fusion: every broadcast cue and the head's p(ad) decided together with duration priors; "
+        "smoothing: the p(ad) smoothing state machine alone (needs a model). See docs/decision.md.",
+    )
+    fusion: dict[str, Any] = Field(
+        default_factory=dict, title="Fusion overrides",
+        description="Fusion settings that replace the bundle's (keys of edge.fusion.FusionConfig, e.g. "
+        "min_break_s); see docs/decision.md.",
     )
 
     # -- MQTT
@@ -196,6 +210,20 @@ class EdgeSettings(BaseSettings):
         DecisionConfig.from_dict(v)  # every value valid on its own (against the built-in defaults)
         return v
 
+    @field_validator("fusion")
+    @classmethod
+    def _check_fusion(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from edge.fusion import FusionConfig
+
+        FusionConfig.from_dict(v)  # unknown keys and bad values raise ValueError with the names
+        return v
+
+    @model_validator(mode="after")
+    def _check_decider(self) -> EdgeSettings:
+        if self.decider == "smoothing" and self.model is None:
+            raise ValueError("decider 'smoothing' needs a model: it smooths the head's p(ad)")
+        return self
+
     @field_validator("crop", "corners")
     @classmethod
     def _check_geometry_text(cls, v: str | None, info) -> str | None:
@@ -253,6 +281,17 @@ class EdgeSettings(BaseSettings):
         except (TypeError, ValueError) as exc:
             raise AdbreakError(f"bad decision settings: {exc}") from exc
 
+    def fusion_config(self, base):
+        """``base`` (the bundle's fusion settings, or the defaults) with the overrides applied."""
+        from edge.fusion import FusionConfig
+
+        data = base.to_dict()
+        data.update(self.fusion)
+        try:
+            return FusionConfig.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise AdbreakError(f"bad fusion settings: {exc}") from exc
+
     def geometry(self):
         """The override geometry, or ``None`` for the bundle's."""
         if not (self.crop or self.corners):
@@ -279,11 +318,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
-    """Later layers win; the ``decision`` tables are merged key by key."""
+    """Later layers win; the ``decision`` and ``fusion`` tables are merged key by key."""
     out: dict[str, Any] = {}
     for layer in layers:
         for key, value in layer.items():
-            if key == "decision" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            if key in ("decision", "fusion") and isinstance(value, dict) and isinstance(out.get(key), dict):
                 out[key] = {**out[key], **value}
             else:
                 out[key] = value

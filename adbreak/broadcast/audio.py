@@ -6,7 +6,8 @@ on its own from its ``seed`` (NumPy only, deterministic), so the same plan alway
 
 * ``speech`` (program): a voice of harmonic tones whose pitch glides down each phrase, shaped by two formants that
   change every syllable, with a syllable-rate envelope (about 3-7 syllables a second), noise bursts for consonants
-  and 0.15-1.8 s pauses between phrases; two speakers take turns. About a quarter of program segments have a quiet
+  and 0.15-1.8 s pauses between phrases, over room tone 20 dB below the voice (a show is never digitally silent
+  between its words); two speakers take turns. About a quarter of program segments have a quiet
   music bed under the voice (16 dB down);
 * ``music`` (ads): a chord progression (triads and sevenths, one chord a bar) over a bass line, a kick and a snare on
   alternate beats and hi-hats on eighths, at 88-136 BPM; some spots have a voice-over on top. Cut-downs of one
@@ -39,6 +40,7 @@ EDGE_SILENCE_S = 0.10
 EDGE_FADE_S = 0.15
 CUT_RAMP_S = 0.01
 BED_DB = -16.0  # a program segment's music bed, relative to the voice
+ROOM_DB = -20.0  # a program's room tone (ambience under and between the words), relative to the voice
 VOICE_OVER_DB = -2.0  # an ad's voice-over, relative to its music
 
 SPEECH = "speech"
@@ -109,6 +111,14 @@ def _burst(seed: list[int], n: int, order: int) -> np.ndarray:
     for _ in range(order):
         x = np.diff(x)
     return (x / max(1e-9, float(np.sqrt(np.mean(x**2))))).astype(np.float32)
+
+
+def _room(seed: int, n: int) -> np.ndarray:
+    """Room tone: soft, dull noise (white noise through an 8-sample moving average), unit RMS. A show's sound never
+    drops to digital silence between its words; only the separators around ads do."""
+    x = np.random.default_rng([seed, 6]).standard_normal(n + 7).astype(np.float32)
+    x = np.convolve(x, np.full(8, 0.125, np.float32), mode="valid")
+    return x / max(1e-9, float(np.sqrt(np.mean(x.astype(np.float64) ** 2))))
 
 
 def _speech(seed: int, n: int, sr: int) -> np.ndarray:
@@ -227,7 +237,7 @@ def synthesise(item: AudioItem, sr: int = SAMPLE_RATE) -> np.ndarray:
     if item.kind == SILENCE or n == 0:
         return np.zeros(n, np.float32)
     if item.kind == SPEECH:
-        x = _speech(item.seed, n, sr)
+        x = _mix(_speech(item.seed, n, sr), _room(item.seed, n), ROOM_DB)
         if item.layer:
             x = _mix(x, _music(item.seed ^ 0x5EED, n, sr, 0.0), BED_DB)
     elif item.kind == MUSIC:

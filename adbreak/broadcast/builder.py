@@ -81,7 +81,7 @@ __all__ = [
 ]
 
 FORMAT = "adbreak-broadcast/2"
-BUILDER_VERSION = 2  # bump when the same arguments would build a different broadcast (load_broadcast then says None)
+BUILDER_VERSION = 3  # bump when the same arguments would build a different broadcast (load_broadcast then says None)
 
 # encoding: x264's ultrafast preset plus CABAC, deblocking and 2 B-frames. On the 2-core development machine this
 # encodes these pictures about 2x faster than "veryfast" (~4 ms vs ~9.5 ms of CPU per 960x540 frame) for about

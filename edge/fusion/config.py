@@ -19,6 +19,10 @@ class FusionConfig:
     # -- cut points: where a break or a spot may begin or end -------------------------------------------------------
     separator_threshold: float = 0.5
     """A frame whose ``black`` or ``dip`` is at least this is a separator frame (black, uniform or a dip)."""
+    max_dip_s: float = 1.5
+    """A run of ``dip`` frames longer than this is a darker scene, not a fade between items."""
+    dip_depth: float = 0.6
+    """A fade's dimmest frame is darker than this share of the picture on both sides (``luma``)."""
     silence_threshold: float = 0.5
     """``silence`` at least this counts as silent."""
     cut_threshold: float = 0.5

@@ -1,8 +1,9 @@
 """From per-frame cue values to blocks: the stretches between cut points, each with its features.
 
 A *cut point* is where a break or a spot can begin or end: the edges of a run of separator frames (black, uniform
-or a dip that does not reach black), a scene cut with silence next to it (spots joined without black), a change of
-the picture's bars (aspect), and the edges of a run that matches a remembered ad for at least ``repeat_min_s``.
+or a dip that does not reach black), a scene cut with silence next to it (spots joined without black), the
+moment the picture's bars change (aspect), and the edges of a run that matches a remembered ad for at least
+``repeat_min_s``.
 Between two cut points lies a *block*. A program segment is usually one long block (its scene cuts are not cut
 points unless the sound drops out with them), a break a row of short ones: its spots and separators. This is what
 makes a cold open (a program stretch without the logo) decidable: it shares its block with the program it opens,
@@ -22,7 +23,9 @@ import numpy as np
 
 from edge.fusion.config import FusionConfig
 
-CUE_COLUMNS: tuple[str, ...] = ("p_ad", "logo", "black", "dip", "silence", "loudness", "cut", "aspect", "repeat")
+CUE_COLUMNS: tuple[str, ...] = (
+    "p_ad", "logo", "black", "dip", "silence", "loudness", "cut", "aspect", "repeat", "luma",
+)
 """The per-frame values the fusion reads (the scores file's columns); any may be NaN (not measured)."""
 
 SECOND_FEATURES: tuple[str, ...] = ("logo", "p_ad", "repeat")
@@ -87,12 +90,34 @@ def _frame_step(t: np.ndarray) -> float:
     return float(np.median(np.diff(t[-64:])))
 
 
+def _true_dips(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig) -> np.ndarray:
+    """Runs of ``dip`` frames that are a fade through a dim picture: short, and darker than the picture on *both*
+    sides (a cut to a darker scene also dips, but stays there). Without a ``luma`` column every dip run counts."""
+    dip = _ge(cols["dip"], cfg.separator_threshold)
+    luma = cols["luma"]
+    out = np.zeros(len(t), bool)
+    for a, b in zip(*_runs(dip), strict=True):
+        if t[b - 1] - t[a] > cfg.max_dip_s:
+            continue
+        if not np.isnan(luma[a:b]).all():
+            before = luma[max(0, a - 5) : a]
+            after = luma[b : b + 5]
+            if len(before) == 0 or len(after) == 0:
+                continue  # not seen whole yet (or at the stream's edge): not a fade
+            bottom = float(np.nanmin(luma[a:b]))
+            side = min(float(np.nanmedian(before)), float(np.nanmedian(after)))
+            if not bottom < cfg.dip_depth * side:
+                continue
+        out[a:b] = True
+    return out
+
+
 def cut_points(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig) -> tuple[np.ndarray, np.ndarray]:
     """``(cut, separator)``: ``cut[k]`` is True when a block boundary lies between frame ``k - 1`` and frame ``k``
     (``cut[0]`` is always False); ``separator[k]`` marks separator frames."""
     n = len(t)
     cols = columns_from_rows(cols, n)
-    sep = _ge(cols["black"], cfg.separator_threshold) | _ge(cols["dip"], cfg.separator_threshold)
+    sep = _ge(cols["black"], cfg.separator_threshold) | _true_dips(t, cols, cfg)
     cut = np.zeros(n, bool)
     if n < 2:
         return cut, sep
@@ -100,7 +125,8 @@ def cut_points(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig)
     silent = _ge(cols["silence"], cfg.silence_threshold)
     scene = _ge(cols["cut"], cfg.cut_threshold)
     cut |= scene & _near(silent, t, cfg.silence_cut_gap_s)
-    cut |= _ge(cols["aspect"], cfg.aspect_threshold)
+    aspect = _ge(cols["aspect"], cfg.aspect_threshold)
+    cut[1:] |= aspect[1:] & ~aspect[:-1]  # the moment the picture's bars change, not every frame after it
     rep = repeat_mask(t, cols["repeat"], cfg)
     cut[1:] |= rep[1:] != rep[:-1]
     cut[0] = False

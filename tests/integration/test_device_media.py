@@ -276,7 +276,8 @@ def test_the_edge_sends_keyframes_of_every_segment_and_takes_settings(live_model
     app, api = server()
     state_dir = tmp_path / "edge-state"
     log = tmp_path / "edge.log"
-    decision = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0})}
+    decision = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
+                "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0})}
     proc = start_edge("--source", held.video, "--device", "tv1", "--model", model, "--mqtt",
                       f"{mosquitto.host}:{mosquitto.port}", "--speed", "4", "--state-dir", state_dir,
                       env=decision, log=log)

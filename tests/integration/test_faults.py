@@ -47,7 +47,9 @@ pytestmark = [pytest.mark.slow, needs_mosquitto]
 SPEED = 4.0
 DEVICE = "fault-tv"
 TOPICS = Topics("adbreak")
-DECISION_ENV = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0})}
+# the built 90 s replay has breaks and shows far shorter than real TV: shorter minimum lengths for both deciders
+DECISION_ENV = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
+                "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0})}
 OUTAGE_S = 60.0
 EVENT_LINE = re.compile(r"event (ad_start|ad_end) seq=(\d+) id=([0-9a-f]{32})")
 

@@ -68,6 +68,9 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
         ("t,p_ad\n1,0.5\n0.5,0.4\n", "SCORES.csv row 3: t 0.5 does not increase"),
         ("t,p_ad\n-1,0.5\n", "SCORES.csv row 2: t -1.0 is negative"),
         ("t,p_ad,cue\n0,0.5,loud\n", "SCORES.csv row 2: cue 'loud' is not a number"),
+        ("t,p_ad,logo\n0,0.5,1\n0.2,0.5,1.5\n", "SCORES.csv row 3: logo 1.5 is outside [0, 1]"),
+        ("t,p_ad,black\n0,,-0.5\n", "SCORES.csv row 2: black -0.5 is outside [0, 1]"),
+        ("t,p_ad,silence\n0,,quiet\n", "SCORES.csv row 2: silence 'quiet' is not a number"),
     ],
 )
 def test_rejects_bad_files(tmp_path: Path, text: str, expected: str) -> None:
@@ -87,7 +90,7 @@ def test_missing_file(tmp_path: Path) -> None:
     [
         ([0, 1], [0.5], None, "2 times but 1 p_ad"),
         ([0, 1], [0.5, 1.2], None, r"p_ad values must lie in \[0, 1\]"),
-        ([0, 1], [0.5, np.nan], None, r"p_ad values must lie in \[0, 1\]"),
+        ([0, 1], [0.5, 0.5], {"logo": [0.5, 1.5]}, r"cue column 'logo' must hold values in \[0, 1\]"),
         ([1, 1], [0.5, 0.5], None, "does not increase"),
         ([0, np.inf], [0.5, 0.5], None, "finite"),
         ([0, 1], [0.5, 0.5], {"t": [1, 2]}, "bad extra column name"),
@@ -103,3 +106,14 @@ def test_writer_refuses_bad_data(
     with pytest.raises(AdbreakError, match=expected):
         write_scores(path, t, p, extra)
     assert not path.exists()
+
+
+def test_cue_columns_and_an_empty_p_ad_round_trip(tmp_path: Path) -> None:
+    """Without a trained head p_ad is empty; cue cells are empty where not measured (no audio: no silence)."""
+    path = tmp_path / "cues.csv"
+    t = [0.0, 0.2, 0.4]
+    write_scores(path, t, [np.nan] * 3, {"logo": [1.0, np.nan, 0.25], "silence": [np.nan] * 3})
+    assert path.read_text().splitlines()[1] == "0.0,,1.0,"
+    rt, rp, extra = read_scores(path)
+    assert np.isnan(rp).all() and list(extra) == ["logo", "silence"]
+    assert extra["logo"][2] == 0.25 and np.isnan(extra["logo"][1]) and np.isnan(extra["silence"]).all()
