@@ -81,7 +81,7 @@ __all__ = [
 ]
 
 FORMAT = "adbreak-broadcast/2"
-BUILDER_VERSION = 3  # bump when the same arguments would build a different broadcast (load_broadcast then says None)
+BUILDER_VERSION = 4  # bump when the same arguments would build a different broadcast (load_broadcast then says None)
 
 # encoding: x264's ultrafast preset plus CABAC, deblocking and 2 B-frames. On the 2-core development machine this
 # encodes these pictures about 2x faster than "veryfast" (~4 ms vs ~9.5 ms of CPU per 960x540 frame) for about
@@ -260,6 +260,7 @@ def _encode(
         astream = out.add_stream(audio.CODEC, rate=sr)
         astream.layout = "mono"
         astream.bit_rate = audio.BIT_RATE
+        astream.options = {"aac_coder": audio.AAC_CODER}
         apts = 0
 
         def push_audio(end: int) -> None:
@@ -391,6 +392,7 @@ def build_broadcast(
             "sample_rate": audio.SAMPLE_RATE,
             "channels": audio.CHANNELS,
             "bit_rate": audio.BIT_RATE,
+            "aac_coder": audio.AAC_CODER,
             "samples": sample_at(frames, fps),
             "program_dbfs": audio.PROGRAM_DBFS,
             "ad_dbfs": ad_db,
