@@ -24,23 +24,39 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def broadcast(name: str, *, seed: int, duration_s: float, pool: str, camera: bool = False):
-    """Build (or reuse) a broadcast under bench/.data."""
-    from adbreak.broadcast.builder import build_broadcast
+def broadcast(
+    name: str,
+    *,
+    seed: int,
+    duration_s: float,
+    pool: str,
+    camera: bool = False,
+    difficulties: tuple[str, ...] = (),
+    channel: str = "ch1",
+    folder: Path | None = None,
+):
+    """Build (or reuse) a broadcast under bench/.data; one built by another builder version is rebuilt."""
+    from adbreak.broadcast.builder import BUILDER_VERSION, build_broadcast
 
-    DATA.mkdir(parents=True, exist_ok=True)
-    meta = DATA / f"{name}.json"
-    if meta.exists() and (DATA / f"{name}.mp4").exists():
+    where = folder or DATA
+    where.mkdir(parents=True, exist_ok=True)
+    meta = where / f"{name}.json"
+    if meta.exists() and (where / f"{name}.mp4").exists():
         m = json.loads(meta.read_text())
         if (
-            m.get("seed") == seed
+            m.get("builder_version") == BUILDER_VERSION
+            and m.get("seed") == seed
             and m.get("pool") == pool
             and abs(m.get("duration_s", 0) - duration_s) < 0.1
             and bool(m.get("camera")) == camera
+            and sorted(m.get("difficulties") or []) == sorted(difficulties)
+            and m.get("channel", "ch1") == channel
         ):
-            return DATA / f"{name}.mp4", DATA / f"{name}.csv", m
-    log(f"building {name} ({duration_s:.0f} s, pool {pool}, seed {seed}{', camera' if camera else ''})")
-    info = build_broadcast(DATA, name, seed=seed, duration_s=duration_s, pool=pool, camera=camera, progress=False)
+            return where / f"{name}.mp4", where / f"{name}.csv", m
+    log(f"building {name} ({duration_s:.0f} s, pool {pool}, seed {seed}{', camera' if camera else ''}"
+        f"{', ' + ','.join(difficulties) if difficulties else ''}{', ' + channel if channel != 'ch1' else ''})")
+    info = build_broadcast(where, name, seed=seed, duration_s=duration_s, pool=pool, camera=camera,
+                           difficulties=frozenset(difficulties), channel=channel, progress=False)
     return info.video, info.truth, json.loads(info.meta.read_text())
 
 

@@ -29,6 +29,7 @@ from edge.bundle import ModelBundle
 from edge.cues.base import ANALYSIS_WIDTH, ScreenFrame
 from edge.decision import AdStateMachine, DecisionConfig, Label, Transition
 from edge.fusion import FusionConfig, FusionDecision
+from edge.fusion.decoder import clean_ad_spans
 from edge.geometry import Geometry
 from edge.sources.base import Frame
 
@@ -99,7 +100,6 @@ class Detector:
         self.machine: AdStateMachine | FusionDecision = (
             FusionDecision(self.fusion) if decider == "fusion" else AdStateMachine(self.decision)
         )
-        self._ad_start: float | None = None
 
     @property
     def version(self) -> str:
@@ -157,14 +157,12 @@ class Detector:
         )
 
     def _remember(self, tr: Transition | None) -> None:
-        """Ad breaks the decision closes go into the repeated-ad memory."""
-        if tr is None or self.cues is None:
+        """Ad breaks the decision closes go into the repeated-ad memory: their blocks without the channel logo."""
+        if tr is None or self.cues is None or tr.to_label is not Label.PROGRAM:
             return
-        if tr.to_label is Label.AD:
-            self._ad_start = tr.boundary_t
-        elif self._ad_start is not None:
-            self.cues.remember_ad(self._ad_start, tr.boundary_t)
-            self._ad_start = None
+        if isinstance(self.machine, FusionDecision):
+            for start, end in clean_ad_spans(self.machine.closed_break):
+                self.cues.remember_ad(start, end)
 
     def reconfigure(self, config: DecisionConfig) -> None:
         """New per-device decision settings from the next frame on (the smoothing decider's; the fusion keeps its

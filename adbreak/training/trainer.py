@@ -118,6 +118,26 @@ def _to_head(clf: Any, scaler: Any) -> SoftmaxHead:
     )
 
 
+REPEAT_COSINE = 0.97
+"""Two frames whose backbone features have at least this cosine similarity show the same footage."""
+
+
+def drop_repeats(feats: np.ndarray, train: np.ndarray, other: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, int]:
+    """``other`` without the frames that repeat footage of ``train`` (a near-duplicate by feature cosine), and how
+    many were left out."""
+    if len(other) == 0 or len(train) == 0:
+        return other, 0
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    ref = unit(feats[train].astype(np.float32))
+    keep = np.ones(len(other), bool)
+    for a in range(0, len(other), chunk):
+        block = unit(feats[other[a : a + chunk]].astype(np.float32))
+        keep[a : a + chunk] = (block @ ref.T).max(axis=1) < REPEAT_COSINE
+    return other[keep], int((~keep).sum())
+
+
 def _split_metrics(head: SoftmaxHead, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, precision_recall_fscore_support
 
@@ -249,18 +269,26 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig = TrainConfig()
     t_fit = time.perf_counter()
     labels = np.array([it.label for it in items])
     tr, va, ho = (np.array(getattr(split, n), dtype=int) for n in ("train", "val", "holdout"))
+    # footage-disjoint: validation and holdout frames that repeat footage the head trains on (a looping recording,
+    # an ad aired twice) would measure memory, not generalisation; they are left out of both
+    # (the curves still use the whole validation block; the reported figures only the new footage)
+    va_new, va_repeats = drop_repeats(feats, tr, va)
+    ho_new, ho_repeats = drop_repeats(feats, tr, ho)
     head, curves = fit_head(feats[tr], labels[tr], feats[va], labels[va], cfg)
     metrics = {
         "train": _split_metrics(head, feats[tr], labels[tr]),
-        "validation": _split_metrics(head, feats[va], labels[va]),
-        "holdout": _split_metrics(head, feats[ho], labels[ho]),
+        "validation": _split_metrics(head, feats[va_new], labels[va_new]),
+        "holdout": _split_metrics(head, feats[ho_new], labels[ho_new]),
     }
     finished = time.perf_counter()
     recordings = sorted({it.recording for it in items})
     report = {
         **metrics,
-        "split": {"method": "contiguous time blocks per class (train, validation, holdout), 2 s guard gaps",
-                  "counts": split.summary(items), "holdout_recordings": sorted(cfg.holdout_recordings)},
+        "split": {"method": "contiguous time blocks per class (train, validation, holdout), 2 s guard gaps; "
+                  f"validation and holdout frames repeating training footage (backbone cosine >= {REPEAT_COSINE}) "
+                  "left out",
+                  "counts": split.summary(items), "holdout_recordings": sorted(cfg.holdout_recordings),
+                  "repeats_left_out": {"validation": va_repeats, "holdout": ho_repeats}},
         "head": {"kind": "multinomial logistic regression (L-BFGS), class-balanced", "C": cfg.c,
                  "iterations": curves[-1]["iteration"] if curves else 0},
         "curves": curves,
@@ -291,5 +319,6 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig = TrainConfig()
         report["version"] = meta["version"]
         (root / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (root / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        _plots(root, curves, metrics["holdout"].get("confusion") or metrics["validation"]["confusion"], meta["version"])
+        confusion = metrics["holdout"].get("confusion") or metrics["validation"].get("confusion")
+        _plots(root, curves, confusion or _split_metrics(head, feats[va], labels[va])["confusion"], meta["version"])
     return TrainResult(bundle=Path(out), report=report)

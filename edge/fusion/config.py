@@ -30,7 +30,10 @@ class FusionConfig:
     silence_cut_gap_s: float = 0.45
     """A scene cut with silence within this many seconds is a cut point (spots joined without black)."""
     aspect_threshold: float = 0.5
-    """``aspect`` at least this (the picture's bars changed) is a cut point."""
+    """``aspect`` at least this means the picture's bars changed."""
+    aspect_cuts: float = 0.0
+    """1: a change of the picture's bars is a cut point (Comskip's aspect cue). Off by default: shows change their
+    bars too (letterboxed inserts, archive footage), which splits a cold open from its show."""
     repeat_min_s: float = 5.0
     """A run of frames matching a remembered ad counts only when it lasts this long."""
 

@@ -151,6 +151,8 @@ class FusionDecision:
         self._boundary: float | None = None
         self._observed_until = -math.inf
         self.last_margin = 0.0
+        self.closed_break: list[tuple[float, float, float, bool]] = []
+        """The blocks of the last break decided: (start, end, mean logo presence, is a separator)."""
 
     # -- the AdStateMachine surface ----------------------------------------------------------------------------------
     @property
@@ -260,11 +262,34 @@ class FusionDecision:
             )
             self.calibration.observe(sub, labels[done])
             self._observed_until = boundary
+        if other == PROGRAM:
+            # the break just decided, block by block: what the ad memory may keep (see ``clean_ad_spans``)
+            ad_blocks = (labels == AD) & (blocks.t1 <= boundary + 1e-9)
+            self.closed_break = [
+                (float(blocks.t0[i]), float(blocks.t1[i]), float(blocks.features["logo"][i]),
+                 bool(blocks.features["separator"][i] == 1))
+                for i in np.flatnonzero(ad_blocks)
+            ]
         confidence = _sigmoid(margin)
         transition = Transition(self._state, _LABELS[other], t, boundary, confidence)
         self._state = _LABELS[other]
         self._boundary = boundary
         return transition
+
+
+def clean_ad_spans(blocks: list[tuple[float, float, float, bool]], max_logo: float = 0.2) -> list[tuple[float, float]]:
+    """The stretches of a decided break worth remembering as ads: its blocks that are not separators and show no
+    channel logo (a block with the logo may be the show's cold open or the channel's own promo; remembering it
+    would make the show's footage "a known ad" when it is seen again). Adjacent blocks are joined."""
+    spans: list[tuple[float, float]] = []
+    for t0, t1, logo, separator in blocks:
+        if separator or (not math.isnan(logo) and logo > max_logo):
+            continue
+        if spans and abs(spans[-1][1] - t0) < 1e-6:
+            spans[-1] = (spans[-1][0], t1)
+        else:
+            spans.append((t0, t1))
+    return spans
 
 
 def run_online(

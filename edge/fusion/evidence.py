@@ -1,8 +1,8 @@
 """From per-frame cue values to blocks: the stretches between cut points, each with its features.
 
 A *cut point* is where a break or a spot can begin or end: the edges of a run of separator frames (black, uniform
-or a dip that does not reach black), a scene cut with silence next to it (spots joined without black), the
-moment the picture's bars change (aspect), and the edges of a run that matches a remembered ad for at least
+or a dip that does not reach black), a scene cut with silence next to it (spots joined without black), optionally
+the moment the picture's bars change (``aspect_cuts``), and the edges of a run that matches a remembered ad for at least
 ``repeat_min_s``.
 Between two cut points lies a *block*. A program segment is usually one long block (its scene cuts are not cut
 points unless the sound drops out with them), a break a row of short ones: its spots and separators. This is what
@@ -125,8 +125,9 @@ def cut_points(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig)
     silent = _ge(cols["silence"], cfg.silence_threshold)
     scene = _ge(cols["cut"], cfg.cut_threshold)
     cut |= scene & _near(silent, t, cfg.silence_cut_gap_s)
-    aspect = _ge(cols["aspect"], cfg.aspect_threshold)
-    cut[1:] |= aspect[1:] & ~aspect[:-1]  # the moment the picture's bars change, not every frame after it
+    if cfg.aspect_cuts:
+        aspect = _ge(cols["aspect"], cfg.aspect_threshold)
+        cut[1:] |= aspect[1:] & ~aspect[:-1]  # the moment the picture's bars change, not every frame after it
     rep = repeat_mask(t, cols["repeat"], cfg)
     cut[1:] |= rep[1:] != rep[:-1]
     cut[0] = False

@@ -89,3 +89,23 @@ def test_corrupt_cache_file_is_set_aside_not_fatal(tmp_path):
     assert len(cache) == 0
     assert path.with_suffix(".corrupt").exists()
     cache.close()
+
+
+def test_holdout_frames_repeating_training_footage_are_left_out():
+    """A looping recording or an ad aired twice puts the same footage on both sides of a time split; those frames
+    would measure memory, so the reported validation and holdout leave them out."""
+    import numpy as np
+
+    from adbreak.training.trainer import drop_repeats
+
+    rng = np.random.default_rng(0)
+    shows = rng.standard_normal((3, 64)).astype(np.float32)
+    feats = np.vstack([
+        shows[0] + 0.01 * rng.standard_normal((5, 64)),  # 0-4: training, show A
+        shows[1] + 0.01 * rng.standard_normal((5, 64)),  # 5-9: training, show B
+        shows[0] + 0.01 * rng.standard_normal((3, 64)),  # 10-12: holdout, show A again (a repeat)
+        shows[2] + 0.01 * rng.standard_normal((4, 64)),  # 13-16: holdout, new footage
+    ])
+    kept, dropped = drop_repeats(feats, np.arange(10), np.arange(10, 17))
+    assert dropped == 3 and kept.tolist() == [13, 14, 15, 16]
+    assert drop_repeats(feats, np.arange(10), np.arange(0))[1] == 0
