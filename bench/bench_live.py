@@ -1,15 +1,17 @@
 """End to end, live: from the true ad start (and end) in a replayed video to the mute (unmute) command on the broker.
 
 Real components: a private Mosquitto, `adbreak server` on SQLite (auto-mute on, default settings), and N edge agents
-(`adbreak edge`, default smoothing, 5 fps) each replaying its own held-out built broadcast in real time, in parallel
-to collect more transitions per minute. A plain paho subscriber on the broker timestamps every mute command and event.
+(`adbreak edge`, the default fusion decider, 5 fps; no model unless `--with-model`, which adds a head trained on a
+`train`-pool broadcast) each replaying its own `heldout`-pool built broadcast (footage the defaults and the head never
+saw) in real time, in parallel to collect more transitions per minute. A plain paho subscriber on the broker timestamps every mute command and event.
 
 The true wall time of a boundary: the agent releases stream time t at wall time ``origin + t / speed``; ``origin``
 is read from each event (``decided_ts - decided_stream_t / speed``), the replay clock the agent itself uses.
 Latency = command arrival at the subscriber - true wall time of the boundary. The decomposition splits it into the
-decision's own delay in stream time (smoothing + hysteresis), and the rest (processing, MQTT, server, rule).
+decision's own delay in stream time (the evidence the decoder waits for), and the rest (processing, MQTT, server,
+rule).
 
-Usage: python bench/bench_live.py [--devices 4] [--minutes 5] [--speed 1]
+Usage: python bench/bench_live.py [--devices 4] [--minutes 5] [--speed 1] [--with-model]
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=4)
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--speed", type=float, default=1.0)
+    ap.add_argument("--with-model", action="store_true", help="add a head trained on a train-pool broadcast")
     args = ap.parse_args()
 
     import paho.mqtt.client as mqtt
 
-    tv, tt, tm = broadcast("train-clean-10m", seed=1, duration_s=600, pool="train")
-    bundle = trained_bundle("clean-10m", tv, tt, tm)
+    model: list[str] = []
+    if args.with_model:
+        tv, tt, tm = broadcast("train-clean-10m", seed=1, duration_s=600, pool="train")
+        model = ["--model", str(trained_bundle("clean-10m", tv, tt, tm))]
     casts = [broadcast(f"live-{i}-{args.minutes:g}m", seed=100 + i, duration_s=args.minutes * 60, pool="heldout")
              for i in range(args.devices)]
     work = DATA / "live"
@@ -64,8 +69,8 @@ def main() -> None:
             logf = open(work / f"edge-{i}.log", "wb")  # noqa: SIM115
             agents.append(subprocess.Popen(
                 [sys.executable, "-m", "adbreak", "edge", "--source", str(video), "--device", f"tv{i}",
-                 "--model", str(bundle), "--mqtt", f"127.0.0.1:{broker.port}", "--speed", f"{args.speed:g}",
-                 "--state-dir", str(work / "edge-state")],
+                 *model, "--mqtt", f"127.0.0.1:{broker.port}", "--speed", f"{args.speed:g}",
+                 "--state-dir", str(work / f"edge-state-{i}")],
                 stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT))
         for a in agents:
             a.wait()
@@ -114,7 +119,7 @@ def main() -> None:
                 "p95_s": round(percentile(xs, 95), 3) if xs else None, "max_s": round(max(xs), 3) if xs else None}
 
     data = {
-        "devices": args.devices, "minutes_each": args.minutes, "speed": args.speed,
+        "devices": args.devices, "minutes_each": args.minutes, "speed": args.speed, "model": args.with_model,
         "latency_to_mute_command": {k: stats(v) for k, v in lat.items()},
         "decision_delay_stream_s": {k: stats(v) for k, v in decision_delay.items()},
         "missing_commands": missing, "extra_commands": extra, "flaps": flaps,
@@ -122,7 +127,8 @@ def main() -> None:
     }
     md = ["# Live end to end: true boundary -> mute command on the broker", "",
           f"{args.devices} edge agents in parallel, each replaying a {args.minutes:g}-minute held-out built broadcast "
-          f"at {args.speed:g}x, 5 fps, default smoothing; real Mosquitto, `adbreak server` on SQLite.", "",
+          f"at {args.speed:g}x, 5 fps, the fusion decider {'with a head trained on the train pool' if args.with_model else 'with no model (zero labels)'}; "
+          "real Mosquitto, `adbreak server` on SQLite.", "",
           "| transition | n | median | p95 | max | decision delay median (stream) |", "|---|---|---|---|---|---|"]
     for k in lat:
         s, d = stats(lat[k]), stats(decision_delay[k])
@@ -130,7 +136,7 @@ def main() -> None:
     md += ["", f"missing commands: {missing}; extra commands: {extra}; flaps (stored segments < 10 s): {flaps}",
            "", "Targets: median <= 1.5 s, p95 <= 2.5 s, zero flaps.",
            "", f"Reproduce: `.venv/bin/python bench/bench_live.py --devices {args.devices} --minutes {args.minutes:g} "
-           f"--speed {args.speed:g}`."]
+           f"--speed {args.speed:g}{' --with-model' if args.with_model else ''}`."]
     write_result("live", data, "\n".join(md))
     print("\n".join(md))
 

@@ -29,12 +29,14 @@ AD, PROGRAM = 1, 0
 # bin edges: a value v falls in bin i when edges[i] <= v < edges[i + 1] (the last bin is closed)
 BINS: dict[str, tuple[float, ...]] = {
     "logo": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    "logo_framed": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
     "p_ad": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
     "loudness": (0.0, 0.3, 0.45, 0.55, 0.7, 1.0),
     "repeat": (0.0, 0.2, 0.6, 1.0),
     "cuts": (0.0, 0.05, 0.2, 0.5, math.inf),
     "separator": (0.0, 0.5, 1.0),
     "spot_length": (0.0, 0.5, 1.0),
+    "bracketed": (0.0, 0.5, 1.0),
     "length": (0.0, 5.0, 45.0, 120.0, math.inf),
 }
 
@@ -42,12 +44,14 @@ BINS: dict[str, tuple[float, ...]] = {
 # pool's built broadcasts only (bench/bench_generalise.py --tune), never on the held-out pool reported.
 DEFAULT_PRIORS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "logo": ((0.05, 0.04, 0.06, 0.15, 0.70), (0.76, 0.10, 0.06, 0.04, 0.04)),
+    "logo_framed": ((0.1, 0.05, 0.05, 0.2, 0.6), (0.6, 0.1, 0.05, 0.05, 0.2)),
     "p_ad": ((0.55, 0.2, 0.1, 0.08, 0.07), (0.07, 0.08, 0.1, 0.2, 0.55)),
     "loudness": ((0.15, 0.25, 0.3, 0.2, 0.1), (0.1, 0.15, 0.25, 0.25, 0.25)),
     "repeat": ((0.97, 0.02, 0.01), (0.6, 0.1, 0.3)),
     "cuts": ((0.45, 0.3, 0.17, 0.08), (0.3, 0.3, 0.25, 0.15)),
     "separator": ((0.97, 0.03), (0.6, 0.4)),
     "spot_length": ((0.9, 0.1), (0.3, 0.7)),
+    "bracketed": ((0.98, 0.02), (0.4, 0.6)),
     "length": ((0.2, 0.2, 0.2, 0.4), (0.45, 0.45, 0.09, 0.01)),
 }
 

@@ -34,6 +34,9 @@ class FusionConfig:
     aspect_cuts: float = 0.0
     """1: a change of the picture's bars is a cut point (Comskip's aspect cue). Off by default: shows change their
     bars too (letterboxed inserts, archive footage), which splits a cold open from its show."""
+    logo_onset_s: float = 3.0
+    """The logo appearing inside a block (no cut point) and staying this long makes the block's logo share the one
+    measured from there on: a cold open belongs to the show it opens."""
     repeat_min_s: float = 5.0
     """A run of frames matching a remembered ad counts only when it lasts this long."""
 

@@ -28,9 +28,9 @@ CUE_COLUMNS: tuple[str, ...] = (
 )
 """The per-frame values the fusion reads (the scores file's columns); any may be NaN (not measured)."""
 
-SECOND_FEATURES: tuple[str, ...] = ("logo", "p_ad", "repeat")
+SECOND_FEATURES: tuple[str, ...] = ("logo", "logo_framed", "p_ad", "repeat")
 """Block features whose evidence counts once per second of the block."""
-BLOCK_FEATURES: tuple[str, ...] = ("separator", "spot_length", "length", "loudness", "cuts")
+BLOCK_FEATURES: tuple[str, ...] = ("separator", "spot_length", "bracketed", "length", "loudness", "cuts")
 """Block features whose evidence counts once per block: statistics of the whole block (its loudness, its rate of
 scene cuts) say one thing about it however long it is."""
 
@@ -117,14 +117,16 @@ def cut_points(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig)
     (``cut[0]`` is always False); ``separator[k]`` marks separator frames."""
     n = len(t)
     cols = columns_from_rows(cols, n)
-    sep = _ge(cols["black"], cfg.separator_threshold) | _true_dips(t, cols, cfg)
+    silent = _ge(cols["silence"], cfg.silence_threshold)
+    scene = _ge(cols["cut"], cfg.cut_threshold)
+    # a scene cut with silence next to it is a join between items (spots without black still fade their sound); a
+    # dissolve makes several such frames in a row: together they are one separator, like a run of black frames
+    joins = scene & _near(silent, t, cfg.silence_cut_gap_s)
+    sep = _ge(cols["black"], cfg.separator_threshold) | _true_dips(t, cols, cfg) | joins
     cut = np.zeros(n, bool)
     if n < 2:
         return cut, sep
     cut[1:] |= sep[1:] != sep[:-1]
-    silent = _ge(cols["silence"], cfg.silence_threshold)
-    scene = _ge(cols["cut"], cfg.cut_threshold)
-    cut |= scene & _near(silent, t, cfg.silence_cut_gap_s)
     if cfg.aspect_cuts:
         aspect = _ge(cols["aspect"], cfg.aspect_threshold)
         cut[1:] |= aspect[1:] & ~aspect[:-1]  # the moment the picture's bars change, not every frame after it
@@ -132,6 +134,23 @@ def cut_points(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig)
     cut[1:] |= rep[1:] != rep[:-1]
     cut[0] = False
     return cut, sep
+
+
+def _logo_share(t: np.ndarray, logo: np.ndarray, first: np.ndarray, stop: np.ndarray, cfg: FusionConfig) -> np.ndarray:
+    """Each block's logo share. When the logo appears inside a block and stays for ``logo_onset_s`` (no cut point at
+    its appearance), what came before it is the same footage as what follows: a show's cold open, or its picture
+    before the channel put the logo back. The share is then measured from that onset on."""
+    share = _nanmean_blocks(logo, first, stop)
+    on = _ge(logo, 0.5)
+    need = cfg.logo_onset_s
+    for k, (a, b) in enumerate(zip(first.tolist(), stop.tolist(), strict=True)):
+        if b - a < 3 or share[k] >= 0.5 or np.isnan(share[k]):
+            continue
+        for ra, rb in zip(*_runs(on[a:b]), strict=True):
+            if ra > 0 and t[a + rb - 1] - t[a + ra] >= need - 1e-9:
+                share[k] = float(np.nanmean(logo[a + ra : b]))
+                break
+    return share
 
 
 def _nanmean_blocks(values: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -174,7 +193,7 @@ def make_blocks(
     dur = np.maximum(t1 - t0, 1e-6)
 
     feats: dict[str, np.ndarray] = {}
-    feats["logo"] = _nanmean_blocks(cols["logo"], first, stop)
+    logo = _logo_share(t, cols["logo"], first, stop, cfg)
     feats["p_ad"] = _nanmean_blocks(cols["p_ad"], first, stop)
     feats["loudness"] = _nanmean_blocks(cols["loudness"], first, stop)
     rep = repeat_mask(t, cols["repeat"], cfg).astype(np.float64)
@@ -193,6 +212,16 @@ def make_blocks(
     tol = cfg.spot_tolerance_s
     standard = np.abs(dur - k * cfg.spot_step_s) <= tol
     standard &= (dur >= cfg.spot_min_s - tol) & (dur <= cfg.spot_max_s + tol)
+    # a block with a separator on both sides: a spot, a promo, an ident (a show is not framed by blacks that close)
+    prev_sep = np.concatenate(([False], is_sep[:-1]))
+    next_sep = np.concatenate((is_sep[1:], [False]))
+    short = dur <= cfg.spot_max_s + cfg.spot_tolerance_s
+    framed = prev_sep & next_sep & short & ~is_sep & closed
+    feats["bracketed"] = np.where(is_sep | ~closed, np.nan, framed.astype(np.float64))
+    # the logo means less inside a framed block: the channel's own promos and idents carry it between the spots, so
+    # its histograms there are learned apart (``logo_framed``)
+    feats["logo"] = np.where(framed | is_sep, np.nan, logo)  # a black or dim separator hides the logo anyway
+    feats["logo_framed"] = np.where(framed, logo, np.nan)
     feats["length"] = dur
     feats["spot_length"] = np.where(is_sep, np.nan, np.where(closed, standard.astype(np.float64), np.nan))
     return Blocks(first, stop, t0, t1, feats)

@@ -109,7 +109,9 @@ def test_a_scene_cut_without_silence_is_no_cut_point_but_with_silence_it_is():
     assert len(make_blocks(t, rows, FusionConfig())) == 1
     rows["silence"][int(30 * FPS)] = 1.0
     blocks = make_blocks(t, rows, FusionConfig())
-    assert len(blocks) == 2 and blocks.t0[1] == pytest.approx(30.0 - 0.5 / FPS)
+    # the silent cut is a join between items: a one-frame separator between two blocks
+    assert len(blocks) == 3 and blocks.t0[1] == pytest.approx(30.0 - 0.5 / FPS)
+    assert blocks.features["separator"].tolist() == [0.0, 1.0, 0.0]
 
 
 # -- the decoder ----------------------------------------------------------------------------------------------------
