@@ -21,6 +21,14 @@ def _broadcast(folder: Path, name: str, *, seed: int, duration_s: float, pool: s
     return build_broadcast(folder, name, seed=seed, duration_s=duration_s, pool=pool, progress=progress)
 
 
+def holdout_text(report: dict) -> str:
+    """The training report's holdout in words (it may have no frames: every one repeated training footage)."""
+    h = report["holdout"]
+    if not h.get("frames"):
+        return "holdout: no frame that does not repeat training footage (a looping recording)"
+    return f"holdout accuracy {h['accuracy']:.4f} ({h['frames']} frames of footage training never saw)"
+
+
 def run_demo(out: Path, *, heldout_s: float = 300.0, train_s: float = TRAIN_SECONDS, progress: bool = True) -> int:
     from adbreak.evaluate import evaluate_video
     from adbreak.frames import extract
@@ -44,9 +52,7 @@ def run_demo(out: Path, *, heldout_s: float = 300.0, train_s: float = TRAIN_SECO
     model = out / "model"
     print(f"3/5 training the head on the backbone's features -> {model}")
     result = train(frames, model, TrainConfig(name="demo", force=True, cache_dir=out / "cache", progress=progress))
-    print(
-        f"    holdout accuracy {result.report['holdout']['accuracy']:.4f} ({result.report['holdout']['frames']} frames)"
-    )
+    print(f"    {holdout_text(result.report)}")
 
     print(f"4/5 evaluating on the held-out broadcast {held_bc.video.name}, as if live")
     run = evaluate_video(

@@ -83,7 +83,9 @@ def prepare_model(out: Path, *, progress: bool) -> Path:
         shutil.rmtree(frames)
     extract(bc.video, bc.truth, frames, fps=2.0, progress=progress)
     result = train(frames, model, TrainConfig(name="demo", force=True, cache_dir=out / "cache", progress=progress))
-    _say(f"    model trained: holdout accuracy {result.report['holdout']['accuracy']:.3f}")
+    from adbreak.demo import holdout_text
+
+    _say(f"    model trained: {holdout_text(result.report)}")
     return model
 
 

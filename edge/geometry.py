@@ -77,11 +77,9 @@ class Geometry:
         if self.crop is not None:
             x, y, w, h = self.crop
             gray = gray[y : y + h, x : x + w]
-        h, w = gray.shape[:2]
-        if w == width:
-            return gray
-        height = max(2, int(round(width * h / w / 2)) * 2)
-        return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+        from edge.cues.base import resize_luma
+
+        return resize_luma(gray, width)
 
     # --- (de)serialisation, for the model bundle and the CLI ---
     def to_dict(self) -> dict[str, Any]:

@@ -27,6 +27,18 @@ AUDIO_RATE = 16_000
 """Sample rate of :attr:`ScreenFrame.audio` (mono float32 in [-1, 1])."""
 
 
+def resize_luma(gray: np.ndarray, width: int) -> np.ndarray:
+    """``gray`` at ``width`` pixels wide, keeping its aspect (even height). Shrinking by 2x or more averages areas;
+    by less (960 -> 640) bilinear sampling already reads every source pixel and costs a fifth of OpenCV's
+    non-integer area averaging (0.15 ms against 0.77 ms here)."""
+    h, w = gray.shape[:2]
+    if w == width:
+        return gray
+    height = max(2, int(round(width * h / w / 2)) * 2)
+    interp = cv2.INTER_AREA if w >= 2 * width else cv2.INTER_LINEAR
+    return cv2.resize(gray, (width, height), interpolation=interp)
+
+
 @dataclass(frozen=True, slots=True)
 class ScreenFrame:
     """One analysed frame as the cues see it."""
@@ -43,11 +55,9 @@ class ScreenFrame:
 
     @classmethod
     def from_gray(cls, t: float, gray: np.ndarray, audio: np.ndarray | None = None) -> ScreenFrame:
-        """From a luma image of any size: resized to the analysis width (area averaging) and the small copy made."""
-        h, w = gray.shape[:2]
-        if w != ANALYSIS_WIDTH:
-            height = max(2, int(round(ANALYSIS_WIDTH * h / w / 2)) * 2)
-            gray = cv2.resize(gray, (ANALYSIS_WIDTH, height), interpolation=cv2.INTER_AREA)
+        """From a luma image of any size: resized to the analysis width (:func:`resize_luma`) and the small copy
+        made."""
+        gray = resize_luma(gray, ANALYSIS_WIDTH)
         small = cv2.resize(gray, SMALL_SIZE, interpolation=cv2.INTER_AREA)
         return cls(t, gray, small, audio)
 
