@@ -457,3 +457,21 @@ def test_unrelated_audio_makes_no_runs() -> None:
     values = _feed(mem, _program_footage(12, 900), 1000.0, _music(999, 180.0))
     assert mem.runs(min_s=2.0) == []
     assert np.mean(np.array(values) > 0) < 0.02
+
+
+def test_the_edge_phash_is_imagehash_s_bit_for_bit():
+    """The edge computes pHash with OpenCV's DCT (no SciPy on the Pi); the bits must be imagehash's own."""
+    import imagehash
+    from PIL import Image
+    from skimage import data
+
+    from edge.memory.hashing import phash_bits
+
+    rng = np.random.default_rng(3)
+    images = [cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img, (32, 32),
+                         interpolation=cv2.INTER_AREA)
+              for img in (data.astronaut(), data.camera(), data.coffee(), data.rocket(), data.coins(), data.grass())]
+    images += [(rng.random((32, 32)) * 255).astype(np.uint8) for _ in range(200)]
+    for img in images:
+        want = imagehash.phash(Image.fromarray(img), hash_size=8).hash
+        assert np.array_equal(phash_bits(img), want)
