@@ -41,14 +41,13 @@ class LogoConfig:
     """With a logo known, how often all four corners are searched for a different one (a channel change)."""
     share_min: float = 0.45
     """A mask pixel was an edge of the same polarity in at least this share of recent samples (net of the opposite
-    polarity)..."""
-    share_rel: float = 0.8
-    """...and in at least this fraction of the share the most persistent pixels reached."""
+    polarity); a group too large for a logo is searched again at shares rising in steps of 0.05."""
     novelty_corr: float = 0.9
     """The refinement counts a sample only when the logo's corner changed since the last one it counted (the
     correlation of their small copies is below this): a fixed shot held for minutes does not become the logo."""
     refine_share: float = 0.8
-    """Share (over frames with the logo present) a pixel needs to stay in the mask once a logo is known."""
+    """Once a logo is known, a pixel stays in its mask while its persistence over the frames with the logo present
+    reaches this fraction of what the logo's own pixels reach (their upper quartile)."""
     cross_radius: int = 6
     """Isolated lines are not a logo (Comskip): only an edge pixel with edges across the other direction within
     this radius..."""
@@ -71,6 +70,9 @@ class LogoConfig:
     accepted, and an accepted logo is refined in place only by a candidate overlapping it this much."""
 
     # --- presence
+    contrast_floor: float = 0.5
+    """Presence is the normalised correlation of the luma differences under the mask with the learned edges; this
+    (luma levels) joins their energy, so that a box with hardly any contrast reads as no logo."""
     score_window_s: float = 1800.0
     """Recent per-second raw presence scores kept for the on/off threshold (the valley of their histogram)."""
     score_bins: int = 40
@@ -79,9 +81,9 @@ class LogoConfig:
     """Both modes of the raw scores need this share of the window before the valley between them is trusted."""
     min_mode_gap: float = 0.15
     """...and this distance between their centres."""
-    off_spread_k: float = 6.0
+    off_spread_k: float = 4.0
     """The threshold sits at most this many standard deviations of the absent mode above it (scores without the
-    logo cluster tightly, scores with it spread down towards it when the logo is faint), and at least half of
+    logo cluster tightly, scores with it spread down towards it when the logo is faint), and at least
     ``min_mode_gap`` above it."""
     prior_valley: float = 0.5
     """Before both modes are seen, the threshold is this fraction of the way from 0 to the present mode."""

@@ -2,11 +2,11 @@
 
 Everything here is a pure function of its arguments (the state lives in :mod:`edge.logo.learner`).
 
-Edges are signed: a pixel's horizontal edge is the luma two pixels to its right minus the luma two to its left (as in
-Comskip, the pixel 2 away), kept as +1 / -1 where that difference reaches the threshold and 0 elsewhere; the same
-vertically. A white logo is brighter than whatever it is blended over, so each of its edges keeps one sign on every
-background, while the edges of moving content take either sign and average out. The persistence maps are running
-means of these signs, in [-1, 1]: near +-1 where an edge of one polarity is (almost) always there.
+Edges are signed: a pixel's edge across x is the luma of the pixel after it minus the pixel before it (two pixels
+apart, as in Comskip), kept as +1 / -1 where that difference reaches the threshold and 0 elsewhere; the same across
+y. A white logo is brighter than whatever it is blended over, so each of its edges keeps one sign on every
+background, while the edges of moving content and noise take either sign and average out. The persistence maps are
+running means of these signs, in [-1, 1]: near +-1 where an edge of one polarity is (almost) always there.
 """
 
 from __future__ import annotations
@@ -309,22 +309,23 @@ def find_logo(
     return Candidate(k, (ox + x0, oy + y0, ox + x1, oy + y1), sign_x, sign_y, weight_x, weight_y, mean)
 
 
-def presence_score(gray: np.ndarray, cand: Candidate, thr: float) -> float:
-    """How much of the logo's edge mask is in ``gray``, in [0, 1].
+def presence_score(gray: np.ndarray, cand: Candidate, floor: float) -> float:
+    """How well the edges under the logo's mask match the logo in ``gray``, in [0, 1].
 
-    Each mask pixel's difference is taken along its learned polarity and scaled by the edge threshold, clipped to
-    [-1, 1]: a full-strength edge of the right sign counts 1, a faint one (a transparent logo over a bright sky,
-    softened by a camera) part of that, and an edge of the wrong sign counts against. Pixels are weighted by their
-    persistence. Unrelated content averages out near 0, since a logo's strokes have edges of both signs.
+    The normalised correlation of each mask pixel's luma difference (two pixels apart, across its edge direction)
+    with its learned sign, weighted by the pixel's persistence: 1 when every edge is there with its sign, whatever
+    its strength (so a transparent logo that a bright sky or a camera's blur has made faint still counts fully),
+    about 0 on unrelated content (a logo's strokes have edges of both signs), clipped at 0 below. ``floor`` (luma
+    levels) joins the differences' energy, so a box with hardly any contrast (a black separator, compression noise)
+    reads as no logo.
     """
     p = cand.probe(gray.shape[1])
     flat = gray.reshape(-1)  # a view for a contiguous frame (a copy otherwise)
     g = flat[p.plus].astype(np.float32)
     g -= flat[p.minus]
+    energy = float((g * g) @ p.weight) + floor * floor
     g *= p.sign
-    g *= np.float32(1.0 / thr)
-    np.clip(g, -1.0, 1.0, out=g)
-    return max(0.0, float(g @ p.weight))
+    return max(0.0, float(g @ p.weight) / math.sqrt(energy))
 
 
 @dataclass(frozen=True)
@@ -349,8 +350,8 @@ def split_scores(scores: np.ndarray, cfg, reference: float) -> Threshold:
     """The valley of the bimodal histogram of recent raw scores (MythTV's way of setting the logo threshold).
 
     Otsu's split locates the two modes; the valley is the emptiest bin of the smoothed histogram between their
-    centres. With one mode only (no ad break seen yet, or nothing but ads) the threshold sits ``prior_valley`` of
-    the way from 0 to ``reference``, the score the logo had when it was learned.
+    centres, kept within ``off_spread_k`` spreads of the low mode. With one mode only (no ad break seen yet) the
+    threshold sits ``prior_valley`` of the way from 0 to ``reference``, the logo's typical score.
     """
     prior = Threshold(0.0, cfg.prior_valley * reference, reference, False)
     if scores.size < 20:

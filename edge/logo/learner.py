@@ -3,22 +3,26 @@
 How it works (after Comskip's and MythTV's logo finders, ``docs/research.md``, "Detection that generalises"):
 
 * **Learning** looks at one frame a second (``sample_interval_s``), and only at the four corner regions. Each pixel
-  gets signed edges (the luma two pixels away on one side minus the other, across x and across y; +-1 where the
-  difference reaches a threshold that rises with the corner's noise, so a camera's blur and noise do not make
-  edges) and a running mean of them over ~2 minutes. A logo's edges keep their sign on every background (a white
-  logo is brighter than whatever is under it, even at alpha 0.25 over a bright scene), so its pixels approach
-  +-1, while moving content averages out towards 0.
-* **Search** (every ``search_interval_s``): pixels persistent in a high share of samples, relative to the most
-  persistent ones; straight lines (letterbox and pillarbox borders) removed by requiring edges across the other
-  direction nearby; strokes grouped; the most persistent group with a logo's size and density is the candidate.
-  Two searches in a row must agree before it becomes the logo.
-* **Refinement**: once a logo is known, a second running mean is kept over the samples where it is present, so
-  ad breaks no longer dilute it and scene edges that only some programmes share fall out of the mask.
-* **Presence** per frame: the share of mask pixels (weighted by their persistence) that are edges of the learned
-  polarity in this frame, mapped to [0, 1] around the valley of the bimodal histogram of recent scores (MythTV).
-* **Dropped** (UNKNOWN) when present in less than 35% or more than 95% of a long window (Comskip), e.g. a clock
-  that never leaves; **relearned** when the logo has been absent far longer than any ad break while a different
-  stable candidate has formed (a channel change); **kept** across restarts in ``state_path``.
+  gets signed edges (the luma two pixels away on one side minus the other, across x and across y; +1 / -1 where
+  the difference reaches a threshold that follows the corner's noise, so a camera's noise does not make edges) and
+  a running mean of them over ~2 minutes. A logo's edges keep their sign on every background (a white logo is
+  brighter than whatever is under it, even at alpha 0.25 over a bright scene), so its pixels approach +-1 while
+  moving content and noise average out towards 0, whatever the threshold.
+* **Search** (every ``search_interval_s``; :func:`edge.logo.detect.find_logo`): pixels persistent in at least
+  ``share_min`` of the samples; lines longer than a logo removed and isolated lines ignored (Comskip); strokes
+  grouped; a group too large for a logo, or reaching into the screen past the corner region, is searched again at
+  rising shares (MythTV's rising thresholds), since a logo outlasts the scene it is joined to; of the groups with a
+  logo's size and density, the largest persistent edge mass wins. Two searches in a row must agree.
+* **Refinement**: once a logo is known, a second running mean is kept over the samples where it is present and its
+  corner shows something new (so neither ad breaks nor a fixed shot held for minutes count), and the mask is
+  re-cut from it: pixels that were only persistent because a programme's fixed shot held them fall out.
+* **Presence** per frame: the normalised correlation of the luma differences under the mask with the learned signs
+  (1 when the logo is there at any strength, ~0 on unrelated content), mapped to [0, 1] around the valley of the
+  bimodal histogram of recent scores (MythTV), kept within a few spreads of the no-logo mode.
+* **Dropped** (UNKNOWN) when present in less than 35% or more than 95% of a long window (Comskip); a mark that is
+  there all the time (a clock) is also ruled out as the logo, and another candidate is looked for. **Relearned**
+  when the logo has been absent far longer than any ad break while a different stable candidate has formed (a
+  channel change). **Kept** across restarts in ``state_path``; a file that cannot be read is set aside.
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ class LogoLearner:
             self._rebase(t)
         self._last_t = t
         logo = self._logo
-        raw = presence_score(gray, logo, float(self._thr[logo.corner])) if logo is not None else math.nan
+        raw = presence_score(gray, logo, self.config.contrast_floor) if logo is not None else math.nan
         self._raw = raw
         if t >= self._next_sample_t:  # type: ignore[operator]
             self._sample(t, gray, frame.small, raw)
@@ -124,7 +128,7 @@ class LogoLearner:
         if self._logo is None or self._dropped:
             return UNKNOWN
         if logo is not self._logo:  # replaced by this frame's search: measure with the new mask
-            raw = presence_score(gray, self._logo, float(self._thr[self._logo.corner]))
+            raw = presence_score(gray, self._logo, self.config.contrast_floor)
             self._raw = raw
         return self._threshold.map(raw)
 
@@ -160,7 +164,6 @@ class LogoLearner:
         self._rx = self._ry = None  # persistence maps over samples with the logo present (refinement)
         self._rw = 0.0
         self._novel_ref: np.ndarray | None = None  # the logo corner's small copy at the last counted refinement
-        self._thr = np.full(4, self.config.edge_min, np.float32)
         self._buf: np.ndarray | None = None
         self._samples = 0
         self._next_sample_t: float | None = None
@@ -170,6 +173,7 @@ class LogoLearner:
         self._pending: Candidate | None = None
         self._excluded: list[tuple[int, int, int, int]] = []  # boxes of marks that never leave (not a logo)
         self._logo: Candidate | None = None
+        self._accepted_box: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._learned_at_t: float | None = None
         self._scores: deque[float] = deque(maxlen=self._window(self.config.score_window_s))
         self._present: deque[bool] = deque(maxlen=self._window(self.config.drop_window_s))
@@ -214,7 +218,6 @@ class LogoLearner:
         regions = c.stack(gray, self._buf)
         gx, gy = gradients(regions)
         thr = edge_thresholds(gx, cfg.edge_min, cfg.edge_noise_k, cfg.edge_max)
-        self._thr = thr.ravel()
         ex, ey = edge_codes(gx, thr), edge_codes(gy, thr)
         a = 1.0 - math.exp(-cfg.sample_interval_s / cfg.learn_tau_s)
         _ema(self._sx, ex, a)
@@ -290,13 +293,28 @@ class LogoLearner:
         logo = self._logo
         if logo is not None and self._rw >= _MIN_REFINE_WEIGHT and not learned:
             k = logo.corner
-            refined = find_logo(*self._maps(refine=True), self._corners, cfg, only_corner=k, share=cfg.refine_share)
-            if refined is not None and refined.corner == k and _overlap(refined.box, logo.box) >= cfg.confirm_iou:
+            rx, ry = self._maps(refine=True)
+            # the share a pixel needs is relative to how persistent the logo's own pixels are over the frames
+            # it is on (a faint or coloured logo through a camera does not reach 1)
+            x0, y0, x1, y1 = logo.box
+            ox, oy = self._corners.origin(k)
+            win = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
+            own = np.concatenate([np.abs(rx[k][win])[logo.sign_x != 0], np.abs(ry[k][win])[logo.sign_y != 0]])
+            level = max(cfg.share_min, cfg.refine_share * float(np.percentile(own, 75))) if own.size else 1.0
+            refined = find_logo(rx, ry, self._corners, cfg, only_corner=k, share=level)
+            # a refinement trims the mask (pixels that were only persistent because a fixed shot held them); it
+            # neither grows it into the scene nor shrinks it to a fragment of what was accepted
+            if (
+                refined is not None
+                and _overlap(refined.box, logo.box) >= cfg.confirm_iou
+                and _area(refined.box) <= 1.25 * _area(logo.box)
+                and _area(refined.box) >= 0.25 * _area(self._accepted_box)
+            ):
                 self._dirty = True  # a refinement is saved with the periodic save
                 self._logo = refined
         if self._logo is not None:
             scores = np.fromiter(self._scores, np.float64, len(self._scores))
-            reference = float(np.percentile(scores, 90)) if scores.size >= 20 else self._logo.share
+            reference = max(self._logo.share, float(np.percentile(scores, 90)) if scores.size else 0.0)
             self._threshold = split_scores(scores, cfg, max(reference, 1e-3))
             full = self._since_learned_s >= cfg.drop_window_s
             if full and self._present:
@@ -329,6 +347,7 @@ class LogoLearner:
             "logo: learned at t=%.1f s in corner %d, box %s, %d edge pixels", t, cand.corner, cand.box, cand.pixels
         )
         self._logo = cand
+        self._accepted_box = cand.box  # refinements may trim it, not shrink it to a fragment
         self._learned_at_t = t
         self._pending = None
         self._next_global_t = t + self.config.background_search_s
@@ -392,6 +411,7 @@ class LogoLearner:
             meta["logo"] = {
                 "corner": logo.corner,
                 "box": list(logo.box),
+                "accepted_box": list(self._accepted_box),
                 "share": logo.share,
                 "learned_at_t": self._learned_at_t,
                 "since_learned_s": self._since_learned_s,
@@ -490,12 +510,13 @@ class LogoLearner:
             scores = np.asarray(z["scores"], np.float64)
             present = np.asarray(z["present"], bool)
         self._logo = logo
+        self._accepted_box = tuple(int(v) for v in info.get("accepted_box", box))
         self._learned_at_t = None if info["learned_at_t"] is None else float(info["learned_at_t"])
         self._since_learned_s = float(info["since_learned_s"])
         self._dropped = bool(info["dropped"])
         self._scores.extend(float(s) for s in scores[-self._scores.maxlen :])
         self._present.extend(bool(p) for p in present[-self._present.maxlen :])
-        reference = float(np.percentile(scores, 90)) if scores.size >= 20 else logo.share
+        reference = max(logo.share, float(np.percentile(scores, 90)) if scores.size else 0.0)
         self._threshold = split_scores(scores, cfg, max(reference, 1e-3))
         log.info("logo: loaded %s (corner %d, box %s)", path, k, box)
 
@@ -507,6 +528,10 @@ def _ema(acc: np.ndarray, x: np.ndarray, a: float) -> None:
 
 def _same(a: Candidate | None, b: Candidate | None, iou: float) -> bool:
     return a is not None and b is not None and a.corner == b.corner and box_iou(a.box, b.box) >= iou
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -156,7 +157,8 @@ def test_learns_the_logo_within_two_minutes_and_presence_follows_it():
     rows = run(learner, scene, alpha, 0.0, 400.0)
     assert learner.learned_at_t is not None
     assert program_seconds(learner.learned_at_t) <= 120.0
-    assert iou(learner.box, box) >= 0.6, (learner.box, box)
+    # the box is the logo's, without the fixed shot's edges around it (the refinement cut them off)
+    assert iou(learner.box, box) >= 0.85, (learner.box, box)
     assert learner.mask is not None and learner.mask.shape == (
         learner.box[3] - learner.box[1],
         learner.box[2] - learner.box[0],
@@ -307,6 +309,31 @@ def test_state_is_saved_and_loaded(tmp_path: Path):
     off = again.update(screen(0.5, scene.frame(0.5, alpha, False)))
     assert on > 0.5 > off
     assert not list(tmp_path.glob("*.corrupt-*"))
+
+
+def test_state_is_saved_periodically(tmp_path: Path):
+    """Learning progress reaches the file at most every ``save_interval_s`` (not only on close), atomically."""
+    path = tmp_path / "logo.npz"
+    cfg = LogoConfig(save_interval_s=60.0)
+    alpha, _ = logo_alpha("TV5", "tr", 0.6)
+    scene = Scene(seed=14)
+    learner = LogoLearner(cfg, state_path=path)
+    run(learner, scene, alpha, 0.0, 100.0, fps=2.0)
+    assert learner.box is not None and path.exists()
+
+    def saved_samples() -> int:
+        with np.load(path) as z:
+            return json.loads(str(z["meta"]))["samples"]
+
+    saved = [saved_samples()]
+    for t0 in range(100, 400, 10):
+        run(learner, scene, alpha, t0, t0 + 10, fps=2.0)
+        saved.append(saved_samples())
+    writes = sorted(set(saved))
+    steps = np.diff(writes)
+    assert len(writes) >= 4 and steps.min() >= 55  # every ~60 s of samples, not on every one
+    assert 400 - writes[-1] <= 70  # and it keeps going
+    assert [p.name for p in tmp_path.iterdir()] == ["logo.npz"]  # no temporary files left behind
 
 
 def test_corrupt_state_is_set_aside(tmp_path: Path, caplog):
