@@ -97,6 +97,9 @@ class LogoConfig:
     """...or in more than this share (a clock or a static caption that is there through the ads too)."""
 
     # --- relearning
+    doubt_absent_s: float = 300.0
+    """A learned logo absent this long (longer than an ad break) while a different stable candidate has formed is in
+    doubt: presence is UNKNOWN until it shows again or the new one takes over."""
     relearn_absent_s: float = 600.0
     """A learned logo absent this long (far longer than any ad break) gives way to a different stable candidate."""
     seen_run_s: float = 3.0

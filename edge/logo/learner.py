@@ -94,6 +94,12 @@ class LogoLearner:
         return self._dropped
 
     @property
+    def in_doubt(self) -> bool:
+        """True while the logo has been absent far longer than an ad break and a different one has formed (a
+        channel change not yet relearned): presence is UNKNOWN meanwhile."""
+        return self._doubt
+
+    @property
     def threshold(self) -> Threshold | None:
         """The current on/off split of the raw scores (None while no logo is known)."""
         return self._threshold if self._logo is not None else None
@@ -125,7 +131,7 @@ class LogoLearner:
         if t >= self._next_search_t:  # type: ignore[operator]
             self._next_search_t = t + self.config.search_interval_s
             self._search(t)
-        if self._logo is None or self._dropped:
+        if self._logo is None or self._dropped or self._doubt:
             return UNKNOWN
         if logo is not self._logo:  # replaced by this frame's search: measure with the new mask
             raw = presence_score(gray, self._logo, self.config.contrast_floor)
@@ -180,6 +186,7 @@ class LogoLearner:
         self._since_learned_s = 0.0
         self._threshold = Threshold(0.0, 0.5, 1.0, False)
         self._dropped = False
+        self._doubt = False  # long absent while another logo has formed: presence UNKNOWN until one is settled
         self._run = 0
         self._last_seen_t: float | None = None
         self._raw = math.nan
@@ -242,6 +249,7 @@ class LogoLearner:
             self._run += 1
             if self._run * cfg.sample_interval_s >= cfg.seen_run_s:
                 self._last_seen_t = t
+                self._doubt = False
         else:
             self._run = 0
 
@@ -290,6 +298,11 @@ class LogoLearner:
                     log.info("logo: %s %s, switching to a new logo at %s", logo.box, why, cand.box)
                     self._accept(cand, t)
                     learned = True
+                elif absent_s > cfg.doubt_absent_s and not self._doubt:
+                    log.info(
+                        "logo: %s absent for %.0f s and another logo at %s: in doubt", logo.box, absent_s, cand.box
+                    )
+                    self._doubt = True
         logo = self._logo
         if logo is not None and self._rw >= _MIN_REFINE_WEIGHT and not learned:
             k = logo.corner
@@ -356,6 +369,7 @@ class LogoLearner:
         self._since_learned_s = 0.0
         self._threshold = Threshold(0.0, self.config.prior_valley * cand.share, cand.share, False)
         self._dropped = False
+        self._doubt = False
         self._run = 0
         self._last_seen_t = t
         # the refinement starts from what the logo's corner looked like over all samples

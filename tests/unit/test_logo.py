@@ -223,9 +223,14 @@ def test_channel_change_is_relearned():
     rows = run(learner, scene, new, 400.0, 400.0 + cfg.relearn_absent_s + 300.0, fps=2.0)
     assert learner.learned_at_t > first_learned + cfg.relearn_absent_s
     assert iou(learner.box, new_box) >= 0.5, (learner.box, new_box)
-    # before the switch: the old logo is absent, so presence says "no logo" even in the new channel's program
-    before = [r for r in rows if r[0] < learner.learned_at_t]
-    assert np.mean([p for _, p, prog in before if prog and not math.isnan(p)]) < 0.3
+    # at first the old logo is just absent (as in a long break): presence says "no logo"
+    early = [p for t, p, prog in rows if t < 400.0 + cfg.doubt_absent_s - 10.0]
+    assert not any(math.isnan(p) for p in early) and np.mean(early) < 0.2
+    # absent far longer than a break while another logo has formed: UNKNOWN until the switch
+    doubt = [
+        p for t, p, _ in rows if 400.0 + cfg.doubt_absent_s + 2 * cfg.background_search_s < t < learner.learned_at_t
+    ]
+    assert len(doubt) > 100 and all(math.isnan(p) for p in doubt)
     # after the switch: presence follows the new logo
     after = [r for r in rows if r[0] >= learner.learned_at_t + 60.0]
     assert agreement(after) >= 0.9
@@ -240,6 +245,22 @@ def test_reset_forgets():
     learner.reset()
     assert learner.box is None and learner.learned_at_t is None
     assert math.isnan(learner.update(screen(121.0, scene.frame(121.0, alpha, True))))
+
+
+def test_a_new_stream_keeps_the_logo_and_a_new_screen_shape_forgets_it():
+    alpha, box = logo_alpha("TV5", "tr", 0.6)
+    scene = Scene(seed=15)
+    learner = LogoLearner()
+    run(learner, scene, alpha, 0.0, 150.0, fps=2.0)
+    learned = learner.box
+    assert learned is not None
+    # stream time starts again (another file, a reconnect): what was learned stays, presence goes on
+    rows = run(learner, scene, alpha, 0.0, 60.0, fps=2.0)
+    assert learner.box == learned and agreement(rows) >= 0.95
+    # a screen of another shape (another source, new screen corners): the corners moved, learning starts again
+    square = np.zeros((480, 640), np.uint8)
+    assert math.isnan(learner.update(screen(61.0, square)))
+    assert learner.box is None
 
 
 # ------------------------------------------------------------------------------------------------ dropping
