@@ -22,8 +22,9 @@ class LogoConfig:
     edge_min: float = 4.0
     """Lowest edge threshold, in 8-bit luma levels (Comskip's is 5; low so that faint transparent logos still count)."""
     edge_noise_k: float = 1.0
-    """The threshold rises to this many times the corner's noise level (the median luma difference of its flattest
-    quarter), so blur, sensor noise and compression through a camera do not make random edges."""
+    """The threshold rises to this many times the corner's noise (a standard deviation estimated from the lower
+    quartile of its luma differences), so a camera's sensor noise does not make edges; as the edges are signed and
+    noise averages out in the persistence maps, a low threshold keeps faint logos without making noise a logo."""
     edge_max: float = 12.0
     """Highest edge threshold."""
 
@@ -67,7 +68,7 @@ class LogoConfig:
     """Mask pixels per box pixel: scattered persistent scene edges are not a logo."""
     confirm_iou: float = 0.6
     """Two searches in a row must find boxes that overlap this much (intersection over union) before a logo is
-    accepted, and an accepted logo is refined in place only by a candidate overlapping it this much."""
+    accepted; a refined mask's box must lie this much inside the current one (intersection over the smaller)."""
 
     # --- presence
     contrast_floor: float = 0.5
@@ -107,7 +108,18 @@ class LogoConfig:
 
     # --- persistence
     save_interval_s: float = 300.0
-    """With a state file, learning progress is saved at most this often (and at once when the mask changes)."""
+    """With a state file, learning progress (refinements included) is saved at most this often, and at once when a
+    logo is learned, replaced or ruled out."""
+
+    def __post_init__(self) -> None:
+        for name in ("sample_interval_s", "learn_tau_s", "refine_tau_s", "search_interval_s", "drop_window_s",
+                     "score_window_s", "edge_min"):  # fmt: skip
+            if not getattr(self, name) > 0:
+                raise ValueError(f"LogoConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if not (0 < self.corner_w <= 0.5 and 0 < self.corner_h <= 0.5):
+            raise ValueError("LogoConfig.corner_w and corner_h must be in (0, 0.5]")
+        if not (0 <= self.drop_low < self.drop_high):
+            raise ValueError("LogoConfig.drop_low must be >= 0 and below drop_high")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -402,3 +402,11 @@ def test_cue_protocol():
     assert cue.names == ("logo",) and all(set(v) == {"logo"} and math.isnan(v["logo"]) for v in values)
     cue.reset()
     cue.close()
+
+
+@pytest.mark.parametrize(
+    "bad", [{"corner_w": 0.8}, {"sample_interval_s": 0.0}, {"drop_low": 0.9, "drop_high": 0.5}, {"edge_min": -1.0}]
+)
+def test_config_is_checked(bad: dict):
+    with pytest.raises(ValueError):
+        LogoConfig(**bad)
