@@ -4,12 +4,12 @@ Every test broadcast comes from the builder's `heldout` pool and every model fro
 clip and no photo, program or ad (`adbreak/broadcast/clips.py`). The fusion's defaults were tuned on `train`-pool
 broadcasts only (`docs/decisions.md`), never on these.
 
-Per variant (a 30-minute clean broadcast; each real-TV difficulty on its own and all together; a second channel;
-the camera view of the main test):
+Per variant (a 30-minute clean broadcast; each real-TV difficulty on its own and all together, and a second channel,
+10 minutes each; a 15-minute camera view):
 
 * **no model**: `adbreak evaluate VIDEO --truth T` (the exact live pipeline on the cues alone);
-* **model**: the same with `--model`, a head trained on a 20-minute `train`-pool broadcast (the camera variant: on the
-  camera view of that broadcast);
+* **model**: the same with `--model`, a head trained on a 20-minute `train`-pool broadcast (the camera variant: on a
+  10-minute camera view of that pool);
 * **10% flipped**: the model run's recorded scores with 10% of the frames' p(ad) flipped, re-decided with
   `adbreak evaluate --scores` (all cue columns kept);
 * **per-frame**: the share of frames whose head p(ad) (or, with no model, the fused P(ad)) is on the right side of
@@ -18,7 +18,8 @@ the camera view of the main test):
   run on these same files (`comskip --ini=INI --output=DIR FILE`), its `.txt` scored with `adbreak.metrics`. The
   runner lives outside this repository; the figures are what it measured.
 
-Usage: python bench/bench_generalise.py [--minutes 30] [--variant-minutes 15] [--train-minutes 20] [--only a,b]
+Usage: python bench/bench_generalise.py [--minutes 30] [--variant-minutes 10] [--camera-minutes 15]
+       [--train-minutes 20] [--camera-train-minutes 10] [--only a,b]
 """
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ KEYS = ("accuracy", "program_lost_s", "ad_missed_s", "false_breaks", "missed_bre
         "boundary_err_median_s", "latency_median_s", "latency_p95_s", "realtime_factor")
 
 
-def variants(minutes: float, variant_minutes: float) -> dict[str, dict]:
+def variants(minutes: float, variant_minutes: float, camera_minutes: float) -> dict[str, dict]:
     v: dict[str, dict] = {"clean": {"seed": 21, "minutes": minutes}}
     for i, d in enumerate(DIFFICULTIES):
         v[d] = {"seed": 22 + i, "minutes": variant_minutes, "difficulties": (d,)}
     v["all"] = {"seed": 30, "minutes": variant_minutes, "difficulties": DIFFICULTIES}
     v["ch2"] = {"seed": 31, "minutes": variant_minutes, "channel": "ch2"}
-    v["camera"] = {"seed": 21, "minutes": minutes, "camera": True}
+    v["camera"] = {"seed": 21, "minutes": camera_minutes, "camera": True}
     return v
 
 
@@ -123,19 +124,22 @@ def table(results: dict, comskip: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30.0, help="the main test and its camera view")
-    ap.add_argument("--variant-minutes", type=float, default=15.0, help="each difficulty, all of them, ch2")
+    ap.add_argument("--variant-minutes", type=float, default=10.0, help="each difficulty, all of them, ch2")
+    ap.add_argument("--camera-minutes", type=float, default=15.0, help="the camera view of the main test's start")
     ap.add_argument("--train-minutes", type=float, default=20.0)
+    ap.add_argument("--camera-train-minutes", type=float, default=10.0)
     ap.add_argument("--only", help="comma-separated variants (default: all)")
     args = ap.parse_args()
-    specs = variants(args.minutes, args.variant_minutes)
+    specs = variants(args.minutes, args.variant_minutes, args.camera_minutes)
     if args.only:
         specs = {k: specs[k] for k in args.only.split(",")}
     models: dict[bool, Path] = {}
     for camera in sorted({bool(s.get("camera")) for s in specs.values()}):
         tag = "camera" if camera else "clean"
-        tv, tt, tm = broadcast(f"train-{tag}", seed=11, duration_s=args.train_minutes * 60, pool="train",
-                               camera=camera, folder=FOLDER)
-        models[camera] = trained_bundle(f"generalise-{tag}-{args.train_minutes:g}m", tv, tt, tm)
+        minutes = args.camera_train_minutes if camera else args.train_minutes
+        tv, tt, tm = broadcast(f"train-{tag}", seed=11, duration_s=minutes * 60, pool="train", camera=camera,
+                               folder=FOLDER)
+        models[camera] = trained_bundle(f"generalise-{tag}-{minutes:g}m", tv, tt, tm)
     previous = RESULTS / "generalise.json"
     results = json.loads(previous.read_text()).get("variants", {}) if previous.exists() and args.only else {}
     for name, spec in specs.items():
@@ -143,9 +147,10 @@ def main() -> None:
     comskip = comskip_figures()
     md = (
         "# Detection on footage training never saw\n\n"
-        f"Test broadcasts: pool `heldout` (clean and camera {args.minutes:g} min, each difficulty, all of them and the "
-        f"second channel {args.variant_minutes:g} min). Models: trained on a {args.train_minutes:g}-min pool `train` "
-        "broadcast (the camera model on its camera view). The two pools share no clip and no photo. Per-frame: the "
+        f"Test broadcasts: pool `heldout` (clean {args.minutes:g} min; a {args.camera_minutes:g}-min camera view; "
+        f"each difficulty, all of them and the second channel {args.variant_minutes:g} min). Models: trained on a "
+        f"{args.train_minutes:g}-min pool `train` broadcast (the camera model on a {args.camera_train_minutes:g}-min "
+        "camera view of that pool). The two pools share no clip and no photo. Per-frame: the "
         "head's p(ad) (no model: the fused P(ad)) on the right side of 0.5; the other columns are the decided "
         "output (`adbreak.metrics`).\n\n"
         + table(results, comskip)

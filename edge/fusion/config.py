@@ -73,6 +73,10 @@ class FusionConfig:
     # -- online decision -------------------------------------------------------------------------------------------
     margin: float = 2.0
     """The best path ending in the other state must beat the current state's by this many nats to switch."""
+    warmup_s: float = 300.0
+    warmup_margin: float = 6.0
+    """Over the first ``warmup_s`` of a stream (no logo learned yet, the histograms still the defaults) a change needs
+    up to this many nats more, falling linearly to none: a lone dark cut or pause must not start a break."""
     window_s: float = 900.0
     """Online: the frames of the last this many seconds are re-decoded on every frame."""
     startup_s: float = 2.0

@@ -245,7 +245,8 @@ class FusionDecision:
         other = 1 - current
         margin = dec.best_end[other] - dec.best_end[current]
         self.last_margin = margin
-        if margin < cfg.margin:
+        warmup = cfg.warmup_margin * max(0.0, 1.0 - (t - self._t0) / cfg.warmup_s) if cfg.warmup_s > 0 else 0.0
+        if margin < cfg.margin + warmup:
             return None
         path = dec.best_path_end[other]
         first_block = path[-1][0]
@@ -278,12 +279,14 @@ class FusionDecision:
 
 
 def clean_ad_spans(blocks: list[tuple[float, float, float, bool]], max_logo: float = 0.2) -> list[tuple[float, float]]:
-    """The stretches of a decided break worth remembering as ads: its blocks that are not separators and show no
-    channel logo (a block with the logo may be the show's cold open or the channel's own promo; remembering it
-    would make the show's footage "a known ad" when it is seen again). Adjacent blocks are joined."""
+    """The stretches of a decided break worth remembering as ads: its blocks that are not separators and where the
+    learned channel logo is known to be absent. A block with the logo may be the show's cold open or the channel's
+    own promo, and a break decided before any logo was learned may be a mistake; remembering either would make the
+    show's footage "a known ad" when it is seen again, and the mistake would feed itself. Adjacent blocks are
+    joined."""
     spans: list[tuple[float, float]] = []
     for t0, t1, logo, separator in blocks:
-        if separator or (not math.isnan(logo) and logo > max_logo):
+        if separator or math.isnan(logo) or logo > max_logo:
             continue
         if spans and abs(spans[-1][1] - t0) < 1e-6:
             spans[-1] = (spans[-1][0], t1)

@@ -102,8 +102,8 @@ def _true_dips(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig)
         if not np.isnan(luma[a:b]).all():
             before = luma[max(0, a - 5) : a]
             after = luma[b : b + 5]
-            if len(before) == 0 or len(after) == 0:
-                continue  # not seen whole yet (or at the stream's edge): not a fade
+            if len(before) < 3 or len(after) < 3:
+                continue  # not seen whole yet (or at the stream's edge): not a fade (yet)
             bottom = float(np.nanmin(luma[a:b]))
             side = min(float(np.nanmedian(before)), float(np.nanmedian(after)))
             if not bottom < cfg.dip_depth * side:
