@@ -40,12 +40,13 @@ BINS: dict[str, tuple[float, ...]] = {
     "length": (0.0, 5.0, 45.0, 120.0, math.inf),
 }
 
-# default class-conditional bin probabilities (program, ad): what a channel usually looks like. Tuned on the train
-# pool's built broadcasts only (bench/bench_generalise.py --tune), never on the held-out pool reported.
+# default class-conditional bin probabilities (program, ad): what a channel usually looks like. Set on the train
+# pool's built broadcasts only, never on the held-out pool reported. A head's p(ad) starts weak (at most 1.2 nats a
+# second): a head is trusted more only as far as this stream's decided segments show it agrees.
 DEFAULT_PRIORS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "logo": ((0.05, 0.04, 0.06, 0.15, 0.70), (0.76, 0.10, 0.06, 0.04, 0.04)),
     "logo_framed": ((0.1, 0.05, 0.05, 0.2, 0.6), (0.6, 0.1, 0.05, 0.05, 0.2)),
-    "p_ad": ((0.55, 0.2, 0.1, 0.08, 0.07), (0.07, 0.08, 0.1, 0.2, 0.55)),
+    "p_ad": ((0.4, 0.2, 0.15, 0.13, 0.12), (0.12, 0.13, 0.15, 0.2, 0.4)),
     "loudness": ((0.15, 0.25, 0.3, 0.2, 0.1), (0.1, 0.15, 0.25, 0.25, 0.25)),
     "repeat": ((0.97, 0.02, 0.01), (0.6, 0.1, 0.3)),
     "cuts": ((0.45, 0.3, 0.17, 0.08), (0.3, 0.3, 0.25, 0.15)),

@@ -21,8 +21,9 @@ class FusionConfig:
     """A frame whose ``black`` or ``dip`` is at least this is a separator frame (black, uniform or a dip)."""
     max_dip_s: float = 1.5
     """A run of ``dip`` frames longer than this is a darker scene, not a fade between items."""
-    dip_depth: float = 0.6
-    """A fade's dimmest frame is darker than this share of the picture on both sides (``luma``)."""
+    dip_depth: float = 0.45
+    """A fade's dimmest frame is darker than this share of the picture on both sides (``luma``): a dissolve through
+    15-35 % brightness, with room for the black level; a cut to a darker scene that brightens a little is not one."""
     silence_threshold: float = 0.5
     """``silence`` at least this counts as silent."""
     cut_threshold: float = 0.5

@@ -218,7 +218,9 @@ class FusionDecision:
             blocks = make_blocks(times, cols, cfg)
             dec = viterbi(blocks.t0, blocks.t1, self.calibration.block_llr(blocks), cfg)
             self.last_margin_ad = dec.best_end[AD] - dec.best_end[PROGRAM]
-            label = AD if self.last_margin_ad > 0 else PROGRAM
+            # without clear evidence a stream starts as program: nothing is muted on a guess (the first state stays
+            # open to correction, so a break already on at start is still found, back to the stream's start)
+            label = AD if self.last_margin_ad >= cfg.margin + cfg.warmup_margin else PROGRAM
             self._state = self._initial_state = _LABELS[label]
             self._initial_t = self._boundary = self._t0
             return None
@@ -232,14 +234,16 @@ class FusionDecision:
         blocks = make_blocks(times, cols, cfg, start_t=first_edge)
         e = self.calibration.block_llr(blocks)
         current = AD if self._state is Label.AD else PROGRAM
+        initial = self._boundary == self._initial_t
         dec = viterbi(
             blocks.t0,
             blocks.t1,
             e,
             cfg,
-            first_label=current,
+            # the first state was decided on a stream's first seconds: it stays open to correction as a whole
+            first_label=None if initial else current,
             first_start_t=self._boundary,
-            first_exempt=self._boundary == self._initial_t,
+            first_exempt=initial,
         )
         self.last_margin_ad = dec.best_end[AD] - dec.best_end[PROGRAM]
         other = 1 - current
@@ -251,7 +255,9 @@ class FusionDecision:
         path = dec.best_path_end[other]
         first_block = path[-1][0]
         boundary = float(blocks.t0[first_block])
-        if first_block == 0 or boundary <= self._boundary:
+        if first_block == 0 and initial:
+            boundary = self._boundary  # the first state, decided on the first seconds alone, was wrong all along
+        elif first_block == 0 or boundary <= self._boundary:
             return None  # cannot place the change after the current state's start: wait for more evidence
         # the decided stretch re-trains the histograms (each block once)
         labels = _block_labels(len(blocks), path)
