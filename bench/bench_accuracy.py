@@ -1,4 +1,8 @@
-"""Detection accuracy on held-out built broadcasts (other seed, other clip excerpts than training).
+"""The smoothing decider (`--decider smoothing`: the head's p(ad) alone) on built broadcasts, and what its temporal
+decision buys over per-frame classification. Since issue 13 the builder's `train` and `heldout` pools share no clip,
+so this measures a head on footage it never saw; the fusion decider's figures are `bench_generalise.py`'s.
+Before issue 13 the pools shared clips (other excerpts of them), and the README's old figures from this script were
+same-footage figures.
 
 For each variant (clean; camera view) a 30-minute training broadcast and a 30-minute held-out one are built; the
 model is trained on frames extracted from the first and evaluated on the second with `adbreak evaluate` (the live
@@ -25,9 +29,11 @@ NOISE = 0.04
 KEYS = ("accuracy", "program_lost_s", "ad_missed_s", "false_breaks", "missed_breaks", "transitions_true",
         "transitions_matched", "boundary_err_median_s", "boundary_err_p95_s", "flaps", "segment_f1",
         "latency_median_s", "latency_p95_s", "realtime_factor")
+SMOOTHING = ["--decider", "smoothing"]
 BASELINES = {
-    "one-frame window": ["--window", "0"],
-    "naive per-frame": ["--window", "0", "--min-ad", "0", "--min-program", "0", "--enter", "0.5", "--exit", "0.4999"],
+    "one-frame window": [*SMOOTHING, "--window", "0"],
+    "naive per-frame": [*SMOOTHING, "--window", "0", "--min-ad", "0", "--min-program", "0", "--enter", "0.5",
+                        "--exit", "0.4999"],
 }
 COMSKIP = {"clean": {"accuracy": 0.996, "program_lost_s": 3.5, "boundary_err_median_s": 0.45},
            "camera": {"accuracy": 0.69, "accuracy_tuned": 0.97}}
@@ -43,7 +49,7 @@ def run_variant(variant: str, minutes: float) -> dict:
     scores = DATA / f"scores-{variant}-{minutes:g}m.csv"
     out = DATA / f"metrics-{variant}.json"
     log(f"evaluating {hv.name}")
-    adbreak("evaluate", hv, "--truth", ht, "--model", bundle, "--record-scores", scores, "--json", out)
+    adbreak("evaluate", hv, "--truth", ht, "--model", bundle, "--record-scores", scores, "--json", out, *SMOOTHING)
     runs = {"default decision": json.loads(out.read_text())}
     for name, opts in BASELINES.items():
         adbreak("evaluate", "--scores", scores, "--truth", ht, "--json", out, *opts)
@@ -53,8 +59,8 @@ def run_variant(variant: str, minutes: float) -> dict:
     noisy = DATA / f"scores-{variant}-{minutes:g}m-noisy.csv"
     t, p, _ = read_scores(scores)
     flip = np.random.default_rng(0).random(len(p)) < NOISE
-    write_scores(noisy, t, np.where(flip, 1.0 - p, p))
-    for name, opts in {"default decision": [], **BASELINES}.items():
+    write_scores(noisy, t, np.where(flip, 1.0 - p, p))  # p(ad) only: the smoothing decider reads nothing else
+    for name, opts in {"default decision": SMOOTHING, **BASELINES}.items():
         adbreak("evaluate", "--scores", noisy, "--truth", ht, "--json", out, *opts)
         runs[f"{name}, {NOISE:.0%} of frames flipped"] = json.loads(out.read_text())
     return {"bundle_holdout_accuracy": report["holdout"]["accuracy"], "decision": json.loads(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHES = [("bench_pipeline.py", ["--repeats", "2"]), ("bench_train.py", ["--repeats", "2"]),
+BENCHES = [("bench_generalise.py", []), ("bench_pipeline.py", ["--repeats", "2"]), ("bench_train.py", ["--repeats", "2"]),
            ("bench_accuracy.py", []), ("bench_failsafe.py", [])]
 LOAD = [("bench_soak.py", ["--devices", "50", "--hours", "24", "--horizon-h", "6"]),
         ("bench_load.py", ["--devices", "10", "--seconds", "600"]),
