@@ -120,8 +120,8 @@ def evaluate_video(
     )
     head_p = np.array(p_ads) if bundle is not None else np.full(len(ts), math.nan)
     columns = {"t": np.array(ts), "p_ad": head_p, "smoothed": np.array(smoothed)}
-    for name, values in cue_rows.items():
-        if values and not all(math.isnan(v) for v in values):
+    if detector.cues is not None:  # every cue column, empty where it could not be measured (no audio, no logo yet)
+        for name, values in cue_rows.items():
             columns[name] = np.array(values)
     if probs and bundle is not None:
         stacked = np.vstack(probs)
