@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +66,17 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def set_aside(path: str | os.PathLike[str]) -> Path:
+    """Move an unreadable file out of the way as ``<name>.corrupt-<UTC time>[-n]`` (kept for a human to look at) and
+    return its new path; ``OSError`` when it cannot be moved."""
+    p = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    aside = p.with_name(f"{p.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        aside = p.with_name(f"{p.name}.corrupt-{stamp}-{n}")
+        n += 1
+    os.replace(p, aside)
+    return aside

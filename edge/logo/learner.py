@@ -38,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from adbreak.atomic import atomic_path
+from adbreak.atomic import atomic_path, set_aside
 from edge.cues.base import UNKNOWN, ScreenFrame
 from edge.logo.config import LogoConfig
 from edge.logo.detect import (
@@ -444,13 +444,8 @@ class LogoLearner:
             self._restore(path)
         except Exception as exc:  # noqa: BLE001 - any unreadable state is set aside; the learner must keep running
             self._clear()
-            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-            n = 1
-            while aside.exists():
-                aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{n}")
-                n += 1
             try:
-                os.replace(path, aside)
+                aside = set_aside(path)
                 log.warning(
                     "logo: unreadable state %s (%s: %s), moved to %s; learning again",
                     path,

@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adbreak.atomic import atomic_path
+from adbreak.atomic import atomic_path, set_aside
 from edge.cues.base import UNKNOWN, ScreenFrame
 from edge.memory.audio import CONTEXT_S, STORE_EVERY, AudioFingerprinter
 from edge.memory.hashing import frame_hash, hamming
@@ -474,14 +474,8 @@ class AdMemory:
             self._last_touch = max(e.last_seen for e in entries.values())
 
     def _quarantine(self, path: Path, exc: BaseException) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-        n = 1
-        while aside.exists():
-            aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-            n += 1
         try:
-            os.replace(path, aside)
+            aside = set_aside(path)
         except OSError as move_exc:
             log.error(
                 "ad memory %s is unreadable (%s) and could not be moved aside (%s); starting empty", path, exc, move_exc
