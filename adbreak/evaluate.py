@@ -71,7 +71,8 @@ def evaluate_video(
     # take time from the backbone
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # without a model the inference thread has little to do: the decoder may use both cores
-    source = VideoSource(str(video), fps or detector.fps, threads=cores > 2 or bundle is None)
+    source = VideoSource(str(video), fps or detector.fps, threads=cores > 2 or bundle is None,
+                         luma_only=bundle is None and detector.cues is not None)
     ts: list[float] = []
     cue_rows: dict[str, list[float]] = {name: [] for name in CUE_COLUMNS if name != "p_ad"}
     p_ads: list[float] = []

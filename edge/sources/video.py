@@ -57,8 +57,12 @@ class VideoSource(FrameSource):
         threads: bool = True,
         skip_unsampled: bool = True,
         audio: bool = True,
+        luma_only: bool = False,
     ) -> None:
         super().__init__(fps)
+        # luma_only: frames carry the (H, W) luma plane instead of RGB, for a consumer that needs nothing else (the
+        # cues without a model): the colour conversion is skipped
+        self.pixel_format = "gray" if luma_only else "rgb24"
         self.skip_unsampled = skip_unsampled and fps is not None
         self.skippable_packets = 0  # packets sent with "skip if non-reference" (the decoder drops those that are)
         self.target = target
@@ -290,7 +294,7 @@ class VideoSource(FrameSource):
                 last_t = t
                 if not self.sampler.take(t):
                     continue
-                image = rgb.reformat(vf, format="rgb24", threads=1).to_ndarray()
+                image = rgb.reformat(vf, format=self.pixel_format, threads=1).to_ndarray()
                 del vf
                 pending.append((t, image))
                 yield from release(False)
