@@ -117,7 +117,7 @@ class Detector:
 
     def _screen(self, frame: Frame) -> ScreenFrame:
         gray = self.geometry.to_screen_gray(frame.image, ANALYSIS_WIDTH)
-        return ScreenFrame.from_gray(frame.t, gray, getattr(frame, "audio", None))
+        return ScreenFrame.from_gray(frame.t, gray, frame.audio)
 
     def classify(self, x: np.ndarray) -> np.ndarray:
         """Per-class probabilities of one model input (size x size x 3 uint8)."""
@@ -157,7 +157,8 @@ class Detector:
         )
 
     def _remember(self, tr: Transition | None) -> None:
-        """Ad breaks the decision closes go into the repeated-ad memory: their blocks without the channel logo."""
+        """Ad breaks the decision closes go into the repeated-ad memory: their blocks where the learned logo is known
+        to be absent (``edge.fusion.decoder.clean_ad_spans``)."""
         if tr is None or self.cues is None or tr.to_label is not Label.PROGRAM:
             return
         if isinstance(self.machine, FusionDecision):
