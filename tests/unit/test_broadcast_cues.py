@@ -1,0 +1,33 @@
+"""The device's learned state behind the pipeline: a corrupt logo or memory file is set aside and the detector runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edge.broadcast_cues import LOGO_FILE, MEMORY_FILE
+from edge.pipeline import Detector
+from edge.sources.base import Frame
+
+
+def test_corrupt_learned_state_is_set_aside_and_detection_goes_on(tmp_path, caplog):
+    state = tmp_path / "tv.cues"
+    state.mkdir()
+    (state / LOGO_FILE).write_bytes(b"not an npz at all")
+    (state / MEMORY_FILE).write_bytes(b"\x00\x01 broken")
+    detector = Detector(None, state_dir=state)  # no model: the cues alone
+    rng = np.random.default_rng(0)
+    results = [
+        detector.process(Frame(i / 5, rng.integers(0, 255, (270, 480, 3), dtype=np.uint8), i, None))
+        for i in range(30)
+    ]
+    assert results[-1].state is not None
+    # no audio in the source: the audio cues are unknown, never silence
+    assert math.isnan(results[-1].cues["silence"]) and math.isnan(results[-1].cues["loudness"])
+    names = sorted(p.name for p in state.iterdir())
+    assert any(n.startswith(f"{LOGO_FILE}.corrupt-") for n in names), names
+    assert any(n.startswith(f"{MEMORY_FILE}.corrupt-") for n in names), names
+    detector.close()  # what it learned is written back, readable next time: no new file set aside
+    Detector(None, state_dir=state).close()
+    assert sum(".corrupt-" in p.name for p in state.iterdir()) == 2
