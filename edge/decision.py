@@ -154,7 +154,36 @@ class Step:
     """The change decided on this frame, if any."""
 
 
-class AdStateMachine:
+class DecidedState:
+    """What every live decider exposes of its decision (``AdStateMachine`` here, ``edge.fusion.FusionDecision``)."""
+
+    _state: Label | None
+    _initial_state: Label | None
+    _initial_t: float | None
+    _boundary: float | None
+
+    @property
+    def state(self) -> Label | None:
+        """The current state (``None`` before the first decision)."""
+        return self._state
+
+    @property
+    def initial_state(self) -> Label | None:
+        """The first decided state (``None`` before it)."""
+        return self._initial_state
+
+    @property
+    def initial_t(self) -> float | None:
+        """The initial state's boundary: the first frame's time."""
+        return self._initial_t
+
+    @property
+    def boundary_t(self) -> float | None:
+        """Estimated start of the current state."""
+        return self._boundary
+
+
+class AdStateMachine(DecidedState):
     """Online temporal decision over per-frame ``p_ad`` (see the module doc and ``docs/decision.md``)."""
 
     def __init__(self, config: DecisionConfig | None = None) -> None:
@@ -190,26 +219,6 @@ class AdStateMachine:
             self._window.clear()
             self._ema = None
         self._config = config
-
-    @property
-    def state(self) -> Label | None:
-        """The current state (``None`` before the first decision)."""
-        return self._state
-
-    @property
-    def initial_state(self) -> Label | None:
-        """The first decided state (``None`` before it)."""
-        return self._initial_state
-
-    @property
-    def initial_t(self) -> float | None:
-        """The initial state's boundary: the first frame's time."""
-        return self._initial_t
-
-    @property
-    def boundary_t(self) -> float | None:
-        """Estimated start of the current state."""
-        return self._boundary
 
     @property
     def frames(self) -> int:

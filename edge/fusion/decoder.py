@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adbreak.segments import AD_LABEL, PROGRAM_LABEL, Segment, merge_adjacent
-from edge.decision import Label, Step, Transition
+from edge.decision import DecidedState, Label, Step, Transition
 from edge.fusion.calibration import Calibration
 from edge.fusion.config import FusionConfig
 from edge.fusion.evidence import CUE_COLUMNS, Blocks, columns_from_rows, make_blocks
@@ -131,7 +131,7 @@ class _Columns:
         return self._hi - self._lo
 
 
-class FusionDecision:
+class FusionDecision(DecidedState):
     """Live fused decision (see the module doc). Feed ``update(t, values)`` with the frame's cue values by the
     scores file's column names (``p_ad``, ``logo``, ``black``, ...); missing or NaN values are not measured."""
 
@@ -164,22 +164,6 @@ class FusionDecision:
         self._config = config
         self.calibration.cfg = config
         self.calibration._tables = None
-
-    @property
-    def state(self) -> Label | None:
-        return self._state
-
-    @property
-    def initial_state(self) -> Label | None:
-        return self._initial_state
-
-    @property
-    def initial_t(self) -> float | None:
-        return self._initial_t
-
-    @property
-    def boundary_t(self) -> float | None:
-        return self._boundary
 
     @property
     def frames(self) -> int:
