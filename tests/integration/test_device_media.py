@@ -305,7 +305,8 @@ def test_the_edge_sends_keyframes_of_every_segment_and_takes_settings(live_model
             proc.kill()
             proc.wait(10)
     print(f"edge peak RSS {peak_rss:.0f} MB")
-    assert peak_rss <= 150, f"edge RSS {peak_rss:.0f} MB over the 150 MB budget"
+    # issue 13's budget for the real agent with cues, logo, memory and fusion (bench_pipeline.py's agent_peak_rss)
+    assert peak_rss <= 170, f"edge RSS {peak_rss:.0f} MB over the 170 MB budget"
     assert json.loads((state_dir / "tv1.settings.json").read_text())["overrides"] == {"min_ad_s": 8.0}
 
     # keyframes: start / middle / end of every segment, samples around the boundaries
