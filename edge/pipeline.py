@@ -14,11 +14,13 @@ the live system's figures. Without a model bundle it runs on the cues alone (zer
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -33,9 +35,13 @@ from edge.fusion.decoder import clean_ad_spans
 from edge.geometry import Geometry
 from edge.sources.base import Frame
 
+log = logging.getLogger(__name__)
+
 Decider = Literal["fusion", "smoothing"]
 DECIDERS: tuple[str, ...] = ("fusion", "smoothing")
 DEFAULT_FPS = 5.0
+CALIBRATION_FILE = "calibration.json"
+"""In a device's state folder: the fusion's learned histograms (``edge.fusion.calibration``), kept across restarts."""
 NO_MODEL_VERSION = "cues-only"
 """The model version the agent reports when it runs without a model bundle."""
 
@@ -100,6 +106,11 @@ class Detector:
         self.machine: AdStateMachine | FusionDecision = (
             FusionDecision(self.fusion) if decider == "fusion" else AdStateMachine(self.decision)
         )
+        self._calibration_path = (
+            Path(state_dir) / CALIBRATION_FILE if state_dir is not None and decider == "fusion" else None
+        )
+        if self._calibration_path is not None and isinstance(self.machine, FusionDecision):
+            self.machine.calibration.load(self._calibration_path)
 
     @property
     def version(self) -> str:
@@ -157,9 +168,13 @@ class Detector:
         )
 
     def _remember(self, tr: Transition | None) -> None:
-        """Ad breaks the decision closes go into the repeated-ad memory: their blocks where the learned logo is known
-        to be absent (``edge.fusion.decoder.clean_ad_spans``)."""
-        if tr is None or self.cues is None or tr.to_label is not Label.PROGRAM:
+        """After every decided change the fusion's histograms are kept (``calibration.json``); ad breaks the decision
+        closes go into the repeated-ad memory: their blocks where the learned logo is known to be absent
+        (``edge.fusion.decoder.clean_ad_spans``)."""
+        if tr is None:
+            return
+        self._save_calibration()
+        if self.cues is None or tr.to_label is not Label.PROGRAM:
             return
         if isinstance(self.machine, FusionDecision):
             for start, end in clean_ad_spans(self.machine.closed_break):
@@ -172,8 +187,17 @@ class Detector:
         if isinstance(self.machine, AdStateMachine):
             self.machine.reconfigure(config)
 
+    def _save_calibration(self) -> None:
+        if self._calibration_path is None or not isinstance(self.machine, FusionDecision):
+            return
+        try:
+            self.machine.calibration.save(self._calibration_path)
+        except OSError as exc:  # a full or read-only disk must not stop the detection
+            log.warning("cannot keep the fusion calibration in %s: %s", self._calibration_path, exc)
+
     def close(self) -> None:
-        """Persist what this device learned (logo, ad memory)."""
+        """Persist what this device learned (logo, ad memory, the fusion's histograms)."""
+        self._save_calibration()
         if self.cues is not None:
             self.cues.close()
 

@@ -16,15 +16,23 @@ update runs offline (a few decode/re-estimate rounds: hard EM) and live (after e
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
+from adbreak.atomic import set_aside, write_text
 from edge.fusion.config import FusionConfig
 from edge.fusion.evidence import BLOCK_FEATURES, SECOND_FEATURES, Blocks
 
+log = logging.getLogger(__name__)
+
 AD, PROGRAM = 1, 0
+FILE_VERSION = 1
 
 # bin edges: a value v falls in bin i when edges[i] <= v < edges[i + 1] (the last bin is closed)
 BINS: dict[str, tuple[float, ...]] = {
@@ -128,6 +136,41 @@ class Calibration:
         for counts in self.observed.values():
             counts[:] = 0.0
         self._tables = None
+
+    def has_seen_both(self) -> bool:
+        """Whether this stream (or the device, before a restart) has decided at least one break and one program
+        segment, so that the histograms are no longer the defaults alone."""
+        counts = self.observed["length"]
+        return bool(counts[AD].sum() >= 1.0 and counts[PROGRAM].sum() >= 1.0)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the observed histograms atomically as JSON (a device keeps what it learned across restarts)."""
+        write_text(path, json.dumps({"version": FILE_VERSION, "observed": self.to_dict()}))
+
+    def load(self, path: str | os.PathLike[str]) -> bool:
+        """Read histograms written by :meth:`save`; ``False`` when there is no file. A file that cannot be read is
+        set aside (``<name>.corrupt-<time>``), logged, and the defaults stay: the device learns again."""
+        p = Path(path)
+        if not p.exists():
+            return False
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
+                raise ValueError(f"not a version-{FILE_VERSION} calibration file")
+            observed = data.get("observed")
+            if not isinstance(observed, dict):
+                raise ValueError("no 'observed' histograms")
+            self.load_dict(observed)
+            return True
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            try:
+                aside = set_aside(p)
+                log.warning("fusion calibration %s unreadable (%s): set aside as %s, learning again",
+                            p, exc, aside.name)
+            except OSError as move_exc:
+                log.warning("fusion calibration %s unreadable (%s) and cannot be moved (%s)", p, exc, move_exc)
+            self.reset()
+            return False
 
     def to_dict(self) -> dict[str, list[list[float]]]:
         return {name: counts.round(3).tolist() for name, counts in self.observed.items()}

@@ -150,6 +150,7 @@ class FusionDecision(DecidedState):
         self._initial_t: float | None = None
         self._boundary: float | None = None
         self._observed_until = -math.inf
+        self._warm = False
         self.last_margin = 0.0
         self.closed_break: list[tuple[float, float, float, bool]] = []
         """The blocks of the last break decided: (start, end, mean logo presence, is a separator)."""
@@ -183,6 +184,9 @@ class FusionDecision(DecidedState):
             return Step(t, clean.get("p_ad", math.nan), _sigmoid(self.last_margin_ad), self._state, None)
         if self._t0 is None:
             self._t0 = t
+            # a device that already decided breaks and shows (before a restart, or earlier in this process) starts
+            # with learned histograms: its first minutes need no extra margin
+            self._warm = self.calibration.has_seen_both()
         self._last_t = t
         self._count += 1
         self._frames.append(t, clean)
@@ -233,7 +237,9 @@ class FusionDecision(DecidedState):
         other = 1 - current
         margin = dec.best_end[other] - dec.best_end[current]
         self.last_margin = margin
-        warmup = cfg.warmup_margin * max(0.0, 1.0 - (t - self._t0) / cfg.warmup_s) if cfg.warmup_s > 0 else 0.0
+        warmup = 0.0
+        if cfg.warmup_s > 0 and not self._warm:
+            warmup = cfg.warmup_margin * max(0.0, 1.0 - (t - self._t0) / cfg.warmup_s)
         if margin < cfg.margin + warmup:
             return None
         path = dec.best_path_end[other]

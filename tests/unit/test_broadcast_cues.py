@@ -1,4 +1,5 @@
-"""The device's learned state behind the pipeline: a corrupt logo or memory file is set aside and the detector runs."""
+"""The device's learned state behind the pipeline: a corrupt logo, memory or calibration file is set aside and the
+detector runs; what it learned is written back and read on the next start."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import numpy as np
 
 from edge.broadcast_cues import LOGO_FILE, MEMORY_FILE
-from edge.pipeline import Detector
+from edge.fusion import FusionDecision
+from edge.pipeline import CALIBRATION_FILE, Detector
 from edge.sources.base import Frame
 
 
@@ -16,6 +18,7 @@ def test_corrupt_learned_state_is_set_aside_and_detection_goes_on(tmp_path, capl
     state.mkdir()
     (state / LOGO_FILE).write_bytes(b"not an npz at all")
     (state / MEMORY_FILE).write_bytes(b"\x00\x01 broken")
+    (state / CALIBRATION_FILE).write_text('{"version": 1, "observed": ')
     detector = Detector(None, state_dir=state)  # no model: the cues alone
     rng = np.random.default_rng(0)
     results = [
@@ -28,6 +31,12 @@ def test_corrupt_learned_state_is_set_aside_and_detection_goes_on(tmp_path, capl
     names = sorted(p.name for p in state.iterdir())
     assert any(n.startswith(f"{LOGO_FILE}.corrupt-") for n in names), names
     assert any(n.startswith(f"{MEMORY_FILE}.corrupt-") for n in names), names
+    assert any(n.startswith(f"{CALIBRATION_FILE}.corrupt-") for n in names), names
+    assert isinstance(detector.machine, FusionDecision)
+    detector.machine.calibration.observed["length"][:] = [[3.0, 1.0, 0.0, 0.0], [1.0, 2.0, 0.0, 0.0]]  # as if decided
     detector.close()  # what it learned is written back, readable next time: no new file set aside
-    Detector(None, state_dir=state).close()
-    assert sum(".corrupt-" in p.name for p in state.iterdir()) == 2
+    again = Detector(None, state_dir=state)
+    assert isinstance(again.machine, FusionDecision) and again.machine.calibration.has_seen_both()
+    assert again.machine.calibration.to_dict() == detector.machine.calibration.to_dict()
+    again.close()
+    assert sum(".corrupt-" in p.name for p in state.iterdir()) == 3

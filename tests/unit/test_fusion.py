@@ -235,3 +235,50 @@ def test_config_round_trip_and_rejections():
         FusionConfig(min_break_s=700.0)
     with pytest.raises(ValueError):
         FusionConfig(margin=math.nan)
+
+
+# -- what a device keeps across restarts ---------------------------------------------------------------------------
+def _first_break_lag(machine: FusionDecision, b: Broadcast) -> float:
+    t, rows = b.arrays
+    names = list(rows)
+    for i in range(len(t)):
+        step = machine.update(float(t[i]), {k: float(rows[k][i]) for k in names})
+        if step.transition is not None and step.transition.to_label is Label.AD:
+            return step.transition.decided_t - step.transition.boundary_t
+    raise AssertionError("no break decided")
+
+
+def test_learned_histograms_survive_a_restart_and_skip_the_warm_up(tmp_path):
+    # a fresh device waits out the warm-up margin on a break in its first minutes
+    early = Broadcast(3).program(90).brk([15, 30, 10]).program(120)
+    fresh = FusionDecision()
+    fresh_lag = _first_break_lag(fresh, early)
+    # one that decided a whole broadcast before keeps its histograms, and decides the same break sooner
+    learned = FusionDecision()
+    assert not learned.calibration.has_seen_both()
+    t, rows = standard(4).arrays
+    for i in range(len(t)):
+        learned.update(float(t[i]), {k: float(v[i]) for k, v in rows.items()})
+    assert learned.calibration.has_seen_both()
+    path = tmp_path / "calibration.json"
+    learned.calibration.save(path)
+    restarted = FusionDecision()
+    assert restarted.calibration.load(path)
+    assert restarted.calibration.to_dict() == learned.calibration.to_dict()
+    warm_lag = _first_break_lag(restarted, early)
+    assert warm_lag < fresh_lag - 0.3, (warm_lag, fresh_lag)
+    assert warm_lag <= 1.5
+
+
+def test_a_corrupt_calibration_file_is_set_aside_and_the_defaults_stay(tmp_path, caplog):
+    path = tmp_path / "calibration.json"
+    cal = Calibration(FusionConfig())
+    assert cal.load(path) is False  # no file yet: defaults, nothing logged
+    for text in ("{not json", '{"version": 1, "observed": {"logo": "x"}}', '{"version": 99, "observed": {}}', "[]"):
+        path.write_text(text)
+        assert cal.load(path) is False, text
+        assert not path.exists() and any(p.name.startswith("calibration.json.corrupt-") for p in tmp_path.iterdir())
+        assert not cal.has_seen_both()
+        for p in tmp_path.iterdir():
+            p.unlink()
+    assert "set aside" in caplog.text
