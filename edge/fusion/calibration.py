@@ -48,6 +48,8 @@ BINS: dict[str, tuple[float, ...]] = {
     "length": (0.0, 5.0, 45.0, 120.0, math.inf),
 }
 
+_INNER_EDGES = {name: np.asarray(edges[1:-1], dtype=np.float64) for name, edges in BINS.items()}
+
 # default class-conditional bin probabilities (program, ad): what a channel usually looks like. Set on the train
 # pool's built broadcasts only, never on the held-out pool reported. A head's p(ad) starts weak (at most 1.2 nats a
 # second): a head is trusted more only as far as this stream's decided segments show it agrees.
@@ -67,8 +69,7 @@ DEFAULT_PRIORS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 def bin_index(name: str, values: np.ndarray) -> np.ndarray:
     """Bin of each value (-1 for NaN)."""
-    edges = np.asarray(BINS[name][1:-1])
-    idx = np.searchsorted(edges, np.nan_to_num(values, nan=0.0), side="right")
+    idx = np.searchsorted(_INNER_EDGES[name], values, side="right")  # NaN sorts last; marked -1 below
     return np.where(np.isnan(values), -1, idx)
 
 

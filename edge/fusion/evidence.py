@@ -16,6 +16,7 @@ and on the recent window live.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -70,8 +71,11 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ge(values: np.ndarray, threshold: float) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.nan_to_num(values, nan=0.0) >= threshold
+    """``values >= threshold``, NaN (not measured) counting as 0 (every threshold here is > 0)."""
+    if threshold <= 0:
+        with np.errstate(invalid="ignore"):
+            return np.nan_to_num(values, nan=0.0) >= threshold
+    return values >= threshold  # a comparison with NaN is False
 
 
 def repeat_mask(t: np.ndarray, repeat: np.ndarray, cfg: FusionConfig) -> np.ndarray:
@@ -94,27 +98,45 @@ def _true_dips(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig)
     """Runs of ``dip`` frames that are a fade through a dim picture: short, and darker than the picture on *both*
     sides (a cut to a darker scene also dips, but stays there). Without a ``luma`` column every dip run counts."""
     dip = _ge(cols["dip"], cfg.separator_threshold)
-    luma = cols["luma"]
     out = np.zeros(len(t), bool)
-    for a, b in zip(*_runs(dip), strict=True):
-        if t[b - 1] - t[a] > cfg.max_dip_s:
-            continue
-        if not np.isnan(luma[a:b]).all():
-            before = luma[max(0, a - 5) : a]
-            after = luma[b : b + 5]
-            if len(before) < 3 or len(after) < 3:
-                continue  # not seen whole yet (or at the stream's edge): not a fade (yet)
-            bottom = float(np.nanmin(luma[a:b]))
-            side = min(float(np.nanmedian(before)), float(np.nanmedian(after)))
-            if not bottom < cfg.dip_depth * side:
-                continue
-        out[a:b] = True
+    a, b = _runs(dip)
+    if len(a) == 0:
+        return out
+    short = t[b - 1] - t[a] <= cfg.max_dip_s
+    luma = cols["luma"]
+    n = len(t)
+    known = _count_known(luma, a, b)
+    # up to 5 frames on either side; fewer than 3 (the stream's edge, or not seen yet): not a fade (yet)
+    side_k = np.arange(5)
+    before_idx = a[:, None] - 5 + side_k
+    after_idx = b[:, None] + side_k
+    before = np.where(before_idx >= 0, luma[np.clip(before_idx, 0, n - 1)], np.nan)
+    after = np.where(after_idx < n, luma[np.clip(after_idx, 0, n - 1)], np.nan)
+    enough = (np.minimum(a, 5) >= 3) & (np.minimum(n - b, 5) >= 3)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN sides: no fade
+        side = np.minimum(np.nanmedian(before, axis=1), np.nanmedian(after, axis=1))
+        # the dimmest known frame of each run: reduce over [a, b) (the extra last value lets b reach the end)
+        bottom = np.fmin.reduceat(np.append(np.where(np.isnan(luma), np.inf, luma), np.inf),
+                                  np.column_stack((a, b)).ravel())[::2]
+        deep = bottom < cfg.dip_depth * side
+    fade = short & np.where(known == 0, True, enough & deep)
+    for ra, rb in zip(a[fade].tolist(), b[fade].tolist(), strict=True):
+        out[ra:rb] = True
     return out
 
 
-def cut_points(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig) -> tuple[np.ndarray, np.ndarray]:
+def _count_known(values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How many non-NaN values each run ``[a, b)`` holds."""
+    c = np.concatenate(([0], np.cumsum(~np.isnan(values))))
+    return c[b] - c[a]
+
+
+def cut_points(
+    t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig, *, rep: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(cut, separator)``: ``cut[k]`` is True when a block boundary lies between frame ``k - 1`` and frame ``k``
-    (``cut[0]`` is always False); ``separator[k]`` marks separator frames."""
+    (``cut[0]`` is always False); ``separator[k]`` marks separator frames. ``rep``: :func:`repeat_mask`, if known."""
     n = len(t)
     cols = columns_from_rows(cols, n)
     silent = _ge(cols["silence"], cfg.silence_threshold)
@@ -130,7 +152,8 @@ def cut_points(t: np.ndarray, cols: Mapping[str, np.ndarray], cfg: FusionConfig)
     if cfg.aspect_cuts:
         aspect = _ge(cols["aspect"], cfg.aspect_threshold)
         cut[1:] |= aspect[1:] & ~aspect[:-1]  # the moment the picture's bars change, not every frame after it
-    rep = repeat_mask(t, cols["repeat"], cfg)
+    if rep is None:
+        rep = repeat_mask(t, cols["repeat"], cfg)
     cut[1:] |= rep[1:] != rep[:-1]
     cut[0] = False
     return cut, sep
@@ -181,7 +204,8 @@ def make_blocks(
         empty = np.zeros(0)
         return Blocks(empty.astype(int), empty.astype(int), empty, empty, {})
     step = _frame_step(t)
-    cut, sep = cut_points(t, cols, cfg)
+    rep_mask = repeat_mask(t, cols["repeat"], cfg)
+    cut, sep = cut_points(t, cols, cfg, rep=rep_mask)
     first = np.flatnonzero(cut)
     first = np.concatenate(([0], first)).astype(np.int64)
     stop = np.concatenate((first[1:], [n])).astype(np.int64)
@@ -196,8 +220,7 @@ def make_blocks(
     logo = _logo_share(t, cols["logo"], first, stop, cfg)
     feats["p_ad"] = _nanmean_blocks(cols["p_ad"], first, stop)
     feats["loudness"] = _nanmean_blocks(cols["loudness"], first, stop)
-    rep = repeat_mask(t, cols["repeat"], cfg).astype(np.float64)
-    rep_known = np.where(np.isnan(cols["repeat"]), np.nan, rep)
+    rep_known = np.where(np.isnan(cols["repeat"]), np.nan, rep_mask.astype(np.float64))
     feats["repeat"] = _nanmean_blocks(rep_known, first, stop)
     scene = _ge(cols["cut"], cfg.cut_threshold).astype(np.float64)
     cut_known = np.where(np.isnan(cols["cut"]), np.nan, scene)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -282,3 +283,44 @@ def test_a_corrupt_calibration_file_is_set_aside_and_the_defaults_stay(tmp_path,
         for p in tmp_path.iterdir():
             p.unlink()
     assert "set aside" in caplog.text
+
+
+def _true_dips_run_by_run(t, cols, cfg):
+    """The definition of a fade, one dip run at a time (what ``evidence._true_dips`` computes for all runs at once)."""
+    dip = np.nan_to_num(cols["dip"], nan=0.0) >= cfg.separator_threshold
+    luma = cols["luma"]
+    out = np.zeros(len(t), bool)
+    d = np.diff(np.concatenate(([0], dip.astype(np.int8), [0])))
+    for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+        if t[b - 1] - t[a] > cfg.max_dip_s:
+            continue
+        if not np.isnan(luma[a:b]).all():
+            before, after = luma[max(0, a - 5) : a], luma[b : b + 5]
+            if len(before) < 3 or len(after) < 3:
+                continue
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                side = min(float(np.nanmedian(before)), float(np.nanmedian(after)))
+                if not float(np.nanmin(luma[a:b])) < cfg.dip_depth * side:
+                    continue
+        out[a:b] = True
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fades_found_all_at_once_match_the_run_by_run_definition(seed):
+    from edge.fusion.evidence import _true_dips, columns_from_rows
+
+    rng = np.random.default_rng(seed)
+    n = 600
+    t = np.arange(n) / FPS
+    dip = (rng.random(n) < 0.15).astype(float)
+    dip[rng.random(n) < 0.05] = np.nan
+    luma = rng.uniform(0.0, 0.8, n)
+    luma[rng.random(n) < 0.1] = np.nan
+    if seed % 2:
+        luma[:20] = np.nan  # runs with no luma at all
+    for rows in ({"dip": dip, "luma": luma}, {"dip": dip}):
+        cols = columns_from_rows(rows, n)
+        cfg = FusionConfig()
+        assert np.array_equal(_true_dips(t, cols, cfg), _true_dips_run_by_run(t, cols, cfg))
