@@ -14,9 +14,11 @@ from adbreak.errors import AdbreakError
 from edge.cli_options import (
     add_decider_option,
     add_decision_options,
+    add_fusion_option,
     add_geometry_options,
     decider_from,
     decision_changes,
+    fusion_from,
 )
 from edge.cli_options import positive as _positive
 
@@ -58,18 +60,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.scores:
         if args.video or args.model:
             raise AdbreakError("give either VIDEO [--model BUNDLE] or --scores SCORES.csv, not both")
-        run = evaluate_scores(args.scores, args.truth, decision=_decision(args), decider=decider)  # type: ignore[arg-type]
+        run = evaluate_scores(args.scores, args.truth, decision=_decision(args), decider=decider,  # type: ignore[arg-type]
+                              fusion=fusion_from(args))
     else:
         if not args.video:
             raise AdbreakError("evaluate needs VIDEO (with or without --model BUNDLE) or --scores SCORES.csv")
         from edge.bundle import ModelBundle
 
-        base = ModelBundle.load(args.model).decision if args.model else None
+        bundle = ModelBundle.load(args.model) if args.model else None
         run = evaluate_video(
             args.video,
             args.truth,
             args.model,
-            decision=_decision(args, base),
+            decision=_decision(args, bundle.decision if bundle else None),
+            fusion=fusion_from(args, bundle.fusion if bundle else None),
             decider=decider,  # type: ignore[arg-type]
             geometry=_geometry(args),
             fps=args.fps,
@@ -244,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_positive, help="analysis rate (default: the bundle's, or 5)")
     add_geometry_options(p)
     add_decider_option(p)
+    add_fusion_option(p)
     add_decision_options(p, "the model bundle's, or the built-in ones")
     p.set_defaults(func=cmd_evaluate)
 

@@ -30,6 +30,37 @@ def add_decider_option(p: argparse.ArgumentParser) -> None:
                    "the temporal decision options below apply to it)")
 
 
+def add_fusion_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fusion", metavar="JSON", default=None,
+                   help='fusion settings over the model bundle\'s (or the defaults), as a JSON object of '
+                   'edge.fusion.FusionConfig fields, e.g. \'{"end_hold_s": 16}\' (docs/decision.md)')
+
+
+def fusion_from(args: argparse.Namespace, base=None):
+    """``base`` (a ``FusionConfig``, the bundle's, or None for the defaults) with ``--fusion`` applied; None when the
+    option was not given and there is no base. Bad JSON or an unknown or invalid setting: a one-line error."""
+    import json
+
+    from adbreak.errors import AdbreakError
+    from edge.fusion import FusionConfig
+
+    text = getattr(args, "fusion", None)
+    if text is None:
+        return base
+    if getattr(args, "decider", None) == "smoothing":
+        raise AdbreakError("--fusion applies to the fusion decider, not --decider smoothing")
+    try:
+        changes = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AdbreakError(f"--fusion is not JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(changes, dict):
+        raise AdbreakError("--fusion must be a JSON object of fusion settings, e.g. '{\"end_hold_s\": 16}'")
+    try:
+        return FusionConfig.from_dict({**(base or FusionConfig()).to_dict(), **changes})
+    except (ValueError, TypeError) as exc:
+        raise AdbreakError(f"--fusion: {exc}") from None
+
+
 def decider_from(args: argparse.Namespace) -> str:
     """The decider asked for; smoothing options without ``--decider smoothing`` are a mistake worth saying."""
     decider = getattr(args, "decider", None) or "fusion"

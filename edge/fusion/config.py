@@ -78,6 +78,11 @@ class FusionConfig:
     warmup_margin: float = 6.0
     """Over the first ``warmup_s`` of a stream (no logo learned yet, the histograms still the defaults) a change needs
     up to this many nats more, falling linearly to none: a lone dark cut or pause must not start a break."""
+    end_hold_s: float = 0.0
+    """Online: a break ends only once the programme that follows it has lasted this many seconds (stream time), so a
+    channel promo or ident inside a break (it carries the logo) is not taken for the show's return. 0 (default):
+    the end is decided as soon as the evidence allows (about 1 s). About 16 s keeps promos of up to 15 s muted, at
+    the cost of an unmute that late; the boundary is back-dated either way (``docs/decision.md``)."""
     window_s: float = 900.0
     """Online: the frames of the last this many seconds are re-decoded on every frame."""
     startup_s: float = 2.0

@@ -245,6 +245,8 @@ class FusionDecision(DecidedState):
         path = dec.best_path_end[other]
         first_block = path[-1][0]
         boundary = float(blocks.t0[first_block])
+        if other == PROGRAM and t - boundary < cfg.end_hold_s - 1e-9:
+            return None  # the show must last ``end_hold_s`` before the break is over (a promo would not)
         if first_block == 0 and initial:
             boundary = self._boundary  # the first state, decided on the first seconds alone, was wrong all along
         elif first_block == 0 or boundary <= self._boundary:

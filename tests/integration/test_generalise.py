@@ -91,3 +91,21 @@ def test_a_cue_value_outside_0_1_is_a_one_line_error(disjoint, tmp_path):
     proc = run_cli("evaluate", "--scores", bad, "--truth", test.truth)
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "row 3" in proc.stderr and "logo" in proc.stderr, proc.stderr
+
+
+def test_fusion_settings_on_the_command_line(disjoint, tmp_path):
+    """``evaluate --fusion`` changes the fusion's settings (here: a break ends only after 16 s of programme); a bad
+    value is a one-line error naming it."""
+    root, test = disjoint
+    if not (root / "model.csv").exists():
+        _evaluate(root, test, "model", "--model", root / "model")
+    out = tmp_path / "held.json"
+    proc = run_cli("evaluate", "--scores", root / "model.csv", "--truth", test.truth, "--json", out,
+                   "--fusion", '{"end_hold_s": 16}')
+    assert proc.returncode == 0, proc.stderr
+    held = json.loads(out.read_text())
+    assert held["accuracy"] >= 0.99 and held["latency_median_s"] >= 8.0, held  # ad_end waits 16 s, ad_start does not
+    for bad, says in (('{"end_hold": 16}', "unknown fusion setting"), ('{"end_hold_s": -1}', "end_hold_s"),
+                      ("16", "JSON object"), ("{", "not JSON")):
+        proc = run_cli("evaluate", "--scores", root / "model.csv", "--truth", test.truth, "--fusion", bad)
+        assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0 and says in proc.stderr, proc.stderr

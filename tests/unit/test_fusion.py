@@ -159,6 +159,23 @@ def test_a_promo_with_the_logo_inside_a_break_stays_ad():
     assert m["accuracy"] >= 0.995, m
 
 
+def test_live_a_promo_mid_break_ends_the_break_unless_the_end_is_held():
+    """Live, a promo in the middle of a break looks like the show's return until it ends: by default the break ends
+    there (and starts again after it); ``end_hold_s`` longer than the promo keeps it muted, the end back-dated."""
+    b = Broadcast(4).program(150).brk([15, 10, 20], promo_at=1).program(150).brk([20, 30]).program(120)
+    transitions, m, _ = online(b)
+    promo_start = 150.0 + 0.6 + 15 + 0.6
+    assert m["ad_missed_s"] >= 9.0  # the 10-s promo was shown
+    assert any(tr.to_label is Label.PROGRAM and abs(tr.boundary_t - promo_start) < 1.0 for tr in transitions)
+    held, m_held, _ = online(b, FusionConfig(end_hold_s=16.0))
+    assert m_held["accuracy"] >= 0.995 and m_held["flaps"] == 0, m_held
+    assert len(held) == 4
+    ends = [tr for tr in held if tr.to_label is Label.PROGRAM]
+    assert all(tr.decided_t - tr.boundary_t >= 16.0 - 1e-6 for tr in ends)
+    assert all(abs(tr.boundary_t - s.end) < 1.0 for tr, s in zip(ends, [s for s in b.truth if s.label == "ad"],
+                                                               strict=True))
+
+
 def test_an_untrustworthy_head_loses_its_weight():
     """A head that calls a whole show "ad" (footage unlike its training) must not override logo and separators;
     after calibration "p_ad high" says less about ad than the default trusts it to."""
