@@ -12,6 +12,8 @@ Per variant (a 30-minute clean broadcast; each real-TV difficulty on its own and
   10-minute camera view of that pool);
 * **10% flipped**: the model run's recorded scores with 10% of the frames' p(ad) flipped, re-decided with
   `adbreak evaluate --scores` (all cue columns kept);
+* **no model, end_hold_s 16** (variants with promos): the option that ends a break only once the show has lasted
+  16 s, so a channel promo inside a break stays muted live (`docs/decision.md`); its latency columns show the cost;
 * **per-frame**: the share of frames whose head p(ad) (or, with no model, the fused P(ad)) is on the right side of
   0.5, next to the decided accuracy;
 * **Comskip**: read from `bench/results/comskip.json` when present: Comskip built from source in a scratch folder and
@@ -36,6 +38,7 @@ from adbreak.segments import label_at, read_segments
 
 FOLDER = DATA / "generalise"
 FLIP = 0.10
+HOLD = {"end_hold_s": 16.0}
 DIFFICULTIES = ("no_black", "fades", "promos", "cold_open", "loud", "transparent")
 KEYS = ("accuracy", "program_lost_s", "ad_missed_s", "false_breaks", "missed_breaks", "flaps",
         "boundary_err_median_s", "latency_median_s", "latency_p95_s", "realtime_factor")
@@ -68,10 +71,10 @@ def flipped(scores: Path, out: Path, share: float) -> None:
     write_scores(out, t, np.where(flip, 1.0 - p, p), extra)
 
 
-def evaluate(name: str, video: Path, truth: Path, meta: dict, model: Path | None) -> tuple[dict, Path]:
+def evaluate(name: str, video: Path, truth: Path, meta: dict, model: Path | None, *extra: str) -> tuple[dict, Path]:
     out = FOLDER / f"{name}.json"
     scores = FOLDER / f"{name}-scores.csv"
-    args = ["evaluate", video, "--truth", truth, "--json", out, "--record-scores", scores, *corners_arg(meta)]
+    args = ["evaluate", video, "--truth", truth, "--json", out, "--record-scores", scores, *corners_arg(meta), *extra]
     if model is not None:
         args += ["--model", model]
     log(f"evaluating {name}")
@@ -90,6 +93,10 @@ def run_variant(name: str, spec: dict, models: dict[bool, Path]) -> dict:
                  "camera": camera}
     m0, s0 = evaluate(f"{name}-nomodel", video, truth, meta, None)
     res["no model"] = {**m0, "per_frame": per_frame(s0, truth, "smoothed")}
+    if "promos" in spec.get("difficulties", ()):
+        # the option that keeps a promo inside a break muted live, at the cost of unmuting 16 s late
+        mh, sh = evaluate(f"{name}-nomodel-hold", video, truth, meta, None, "--fusion", json.dumps(HOLD))
+        res[f"no model, end_hold_s {HOLD['end_hold_s']:g}"] = {**mh, "per_frame": per_frame(sh, truth, "smoothed")}
     m1, s1 = evaluate(f"{name}-model", video, truth, meta, models[camera])
     res["model"] = {**m1, "per_frame": per_frame(s1, truth, "p_ad")}
     noisy = FOLDER / f"{name}-flipped.csv"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from edge.cues import CueSet
@@ -34,10 +35,19 @@ class BroadcastCues:
         self.memory = AdMemory(path=folder / MEMORY_FILE if folder else None)
         self.names: tuple[str, ...] = (*self.frame_cues.names, "luma", "logo", "repeat")
 
-    def update(self, screen: ScreenFrame) -> dict[str, float]:
+    def screen_values(self, screen: ScreenFrame) -> dict[str, float]:
+        """The cues that depend on the picture and sound alone (not on what was decided): the per-frame cues, the
+        luma and the logo. They may run ahead of the decision, in another thread (``Detector.prepare``), as long as
+        frames come in order."""
         values = self.frame_cues.update(screen)
         values["luma"] = float(screen.small.mean()) / 255.0  # for the fusion's test of a fade (dim on both sides)
         values["logo"] = self.logo.update(screen)
+        return values
+
+    def update(self, screen: ScreenFrame, screen_values: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Every cue of the frame; ``screen_values``: what :meth:`screen_values` already gave for it. The memory's
+        match runs here, in step with the decisions that fill the memory."""
+        values = dict(screen_values) if screen_values is not None else self.screen_values(screen)
         values["repeat"] = self.memory.observe(screen)
         return values
 

@@ -68,6 +68,7 @@ class PreparedFrame:
     input: np.ndarray | None  # (size, size, 3) uint8, or None without a model
     prepare_s: float  # wall time of the preprocessing, counted in the result's latency
     screen: ScreenFrame | None = None
+    cues: Mapping[str, float] | None = None  # the screen's own cues (``BroadcastCues.screen_values``), if measured
 
 
 class Detector:
@@ -120,11 +121,13 @@ class Detector:
         return self.geometry.to_input(image, self.size)
 
     def prepare(self, frame: Frame) -> PreparedFrame:
-        """The preprocessing alone, so that another thread can run it (``Prefetcher(..., transform=prepare)``)."""
+        """The preprocessing and the cues that depend on the picture and sound alone, so that another thread can run
+        them (``Prefetcher(..., transform=prepare)``), frames in order; ``process`` does the rest."""
         started = time.perf_counter()
         x = self.preprocess(frame.image) if self.bundle else None
         screen = self._screen(frame) if self.cues else None
-        return PreparedFrame(frame.t, frame.index, x, time.perf_counter() - started, screen)
+        cues = self.cues.screen_values(screen) if self.cues is not None and screen is not None else None
+        return PreparedFrame(frame.t, frame.index, x, time.perf_counter() - started, screen, cues)
 
     def _screen(self, frame: Frame) -> ScreenFrame:
         gray = self.geometry.to_screen_gray(frame.image, ANALYSIS_WIDTH)
@@ -141,15 +144,18 @@ class Detector:
 
     def process(self, frame: Frame | PreparedFrame) -> FrameResult:
         started = time.perf_counter()
+        screen_values = None
         if isinstance(frame, PreparedFrame):
             started -= frame.prepare_s
-            x, screen = frame.input, frame.screen
+            x, screen, screen_values = frame.input, frame.screen, frame.cues
         else:
             x = self.preprocess(frame.image) if self.bundle else None
             screen = self._screen(frame) if self.cues else None
         probs = self.classify(x) if x is not None else np.zeros(0)
         p_ad = float(probs[self.ad_index]) if self.bundle else math.nan
-        values: dict[str, float] = {} if self.cues is None or screen is None else self.cues.update(screen)
+        values: dict[str, float] = (
+            {} if self.cues is None or screen is None else self.cues.update(screen, screen_values)
+        )
         values["p_ad"] = p_ad
         if isinstance(self.machine, FusionDecision):
             step = self.machine.update(frame.t, values)

@@ -264,9 +264,10 @@ class FusionDecision(DecidedState):
         if other == PROGRAM:
             # the break just decided, block by block: what the ad memory may keep (see ``clean_ad_spans``)
             ad_blocks = (labels == AD) & (blocks.t1 <= boundary + 1e-9)
+            # a spot framed by separators keeps its logo share under ``logo_framed``, any other block under ``logo``
+            logo = np.where(np.isnan(blocks.features["logo"]), blocks.features["logo_framed"], blocks.features["logo"])
             self.closed_break = [
-                (float(blocks.t0[i]), float(blocks.t1[i]), float(blocks.features["logo"][i]),
-                 bool(blocks.features["separator"][i] == 1))
+                (float(blocks.t0[i]), float(blocks.t1[i]), float(logo[i]), bool(blocks.features["separator"][i] == 1))
                 for i in np.flatnonzero(ad_blocks)
             ]
         confidence = _sigmoid(margin)

@@ -40,3 +40,25 @@ def test_corrupt_learned_state_is_set_aside_and_detection_goes_on(tmp_path, capl
     assert again.machine.calibration.to_dict() == detector.machine.calibration.to_dict()
     again.close()
     assert sum(".corrupt-" in p.name for p in state.iterdir()) == 3
+
+
+def test_cues_measured_ahead_in_prepare_equal_those_measured_in_process(tmp_path):
+    """``evaluate`` measures the screen's own cues in its decoding thread (``Detector.prepare``); the values and the
+    decisions are the ones the edge gets by measuring everything in ``process``."""
+    rng = np.random.default_rng(1)
+    frames = []
+    for i in range(120):
+        img = np.full((270, 480, 3), 0 if 40 <= i < 44 else 120, np.uint8)  # a black stretch: a separator
+        img[10:40, 400:460] = 255  # a logo-like corner patch
+        img[100:200, 50:300] = rng.integers(0, 255, (100, 250, 3), dtype=np.uint8)
+        audio = (rng.standard_normal(3200) * (0.0 if 40 <= i < 44 else 0.1)).astype(np.float32)
+        frames.append(Frame(i / 5, img, i, audio))
+    ahead, inline = Detector(None, state_dir=tmp_path / "a"), Detector(None, state_dir=tmp_path / "b")
+    for f in frames:
+        prepared = ahead.prepare(f)
+        assert prepared.cues is not None and "logo" in prepared.cues and "repeat" not in prepared.cues
+        r1, r2 = ahead.process(prepared), inline.process(f)
+        assert r1.state == r2.state and r1.smoothed == r2.smoothed
+        assert r1.cues.keys() == r2.cues.keys()
+        for k in r1.cues:
+            assert r1.cues[k] == r2.cues[k] or (math.isnan(r1.cues[k]) and math.isnan(r2.cues[k])), k

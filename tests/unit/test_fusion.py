@@ -341,3 +341,22 @@ def test_fades_found_all_at_once_match_the_run_by_run_definition(seed):
         cols = columns_from_rows(rows, n)
         cfg = FusionConfig()
         assert np.array_equal(_true_dips(t, cols, cfg), _true_dips_run_by_run(t, cols, cfg))
+
+
+def test_a_closed_break_offers_its_spots_to_the_ad_memory():
+    """The spots of a decided break (framed by blacks, logo absent) are what the repeated-ad memory keeps; the
+    separators, and a promo with the logo, are not."""
+    from edge.fusion.decoder import clean_ad_spans
+
+    b = Broadcast(6).program(150).brk([15, 10, 20], promo_at=1).program(150)
+    t, rows = b.arrays
+    machine = FusionDecision(FusionConfig(end_hold_s=16.0))
+    kept: list[tuple[float, float]] = []
+    for i in range(len(t)):
+        step = machine.update(float(t[i]), {k: float(v[i]) for k, v in rows.items()})
+        if step.transition is not None and step.transition.to_label is Label.PROGRAM:
+            kept = clean_ad_spans(machine.closed_break)
+    spot1, spot3 = (150.6, 165.6), (176.8, 196.8)  # the first and last spots, between their blacks
+    assert len(kept) == 2, kept
+    for (a, b_), (ta, tb) in zip(kept, (spot1, spot3), strict=True):
+        assert abs(a - ta) < 0.3 and abs(b_ - tb) < 0.3, kept
