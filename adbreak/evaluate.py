@@ -26,7 +26,8 @@ from edge.decision import AdStateMachine, DecisionConfig, Transition, transition
 from edge.fusion import CUE_COLUMNS, FusionConfig, FusionDecision
 from edge.geometry import Geometry
 from edge.pipeline import Decider, Detector
-from edge.sources import Prefetcher, VideoSource
+from edge.sources import Prefetcher
+from edge.sources.process import ProcessSource
 
 
 @dataclass
@@ -71,8 +72,10 @@ def evaluate_video(
     # take time from the backbone
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # without a model the inference thread has little to do: the decoder may use both cores
-    source = VideoSource(str(video), fps or detector.fps, threads=cores > 2 or bundle is None,
-                         luma_only=bundle is None and detector.cues is not None)
+    # decoded in a child process (the interpreter lock would make a decoding thread and the analysis take turns); the
+    # child also converts each frame to its model input and screen luma, so only those small pictures cross over
+    source = ProcessSource(str(video), fps or detector.fps, convert=detector.converter,
+                           threads=cores > 2 or bundle is None, luma_only=bundle is None and detector.cues is not None)
     ts: list[float] = []
     cue_rows: dict[str, list[float]] = {name: [] for name in CUE_COLUMNS if name != "p_ad"}
     p_ads: list[float] = []

@@ -71,6 +71,25 @@ class PreparedFrame:
     cues: Mapping[str, float] | None = None  # the screen's own cues (``BroadcastCues.screen_values``), if measured
 
 
+@dataclass(frozen=True)
+class FrameConverter:
+    """The stateless part of ``Detector.prepare``: a frame to its model input (``size`` > 0) and its screen's luma
+    (``screen``). Picklable, so that a decoding process can run it (``edge.sources.process.ProcessSource``)."""
+
+    geometry: Geometry
+    size: int
+    screen: bool
+
+    def __call__(self, frame: Frame) -> PreparedFrame:
+        started = time.perf_counter()
+        x = self.geometry.to_input(frame.image, self.size) if self.size > 0 else None
+        screen = None
+        if self.screen:
+            gray = self.geometry.to_screen_gray(frame.image, ANALYSIS_WIDTH)
+            screen = ScreenFrame.from_gray(frame.t, gray, frame.audio)
+        return PreparedFrame(frame.t, frame.index, x, time.perf_counter() - started, screen)
+
+
 class Detector:
     """Runs the stages on one frame at a time. ``bundle`` may be None (cues only). ``state_dir`` keeps the learned
     logo and the ad memory of this device across restarts."""
@@ -120,14 +139,22 @@ class Detector:
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         return self.geometry.to_input(image, self.size)
 
-    def prepare(self, frame: Frame) -> PreparedFrame:
-        """The preprocessing and the cues that depend on the picture and sound alone, so that another thread can run
-        them (``Prefetcher(..., transform=prepare)``), frames in order; ``process`` does the rest."""
+    @property
+    def converter(self) -> FrameConverter:
+        """This detector's stateless preprocessing (:class:`FrameConverter`)."""
+        return FrameConverter(self.geometry, self.size if self.bundle else 0, self.cues is not None)
+
+    def prepare(self, frame: Frame | PreparedFrame) -> PreparedFrame:
+        """The preprocessing (unless ``frame`` was converted already, e.g. in a decoding process) and the cues that
+        depend on the picture and sound alone, so that another thread can run them (``Prefetcher(...,
+        transform=prepare)``), frames in order; ``process`` does the rest."""
+        prepared = frame if isinstance(frame, PreparedFrame) else self.converter(frame)
+        if self.cues is None or prepared.screen is None or prepared.cues is not None:
+            return prepared
         started = time.perf_counter()
-        x = self.preprocess(frame.image) if self.bundle else None
-        screen = self._screen(frame) if self.cues else None
-        cues = self.cues.screen_values(screen) if self.cues is not None and screen is not None else None
-        return PreparedFrame(frame.t, frame.index, x, time.perf_counter() - started, screen, cues)
+        cues = self.cues.screen_values(prepared.screen)
+        spent = prepared.prepare_s + (time.perf_counter() - started)
+        return PreparedFrame(prepared.t, prepared.index, prepared.input, spent, prepared.screen, cues)
 
     def _screen(self, frame: Frame) -> ScreenFrame:
         gray = self.geometry.to_screen_gray(frame.image, ANALYSIS_WIDTH)
