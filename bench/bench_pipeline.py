@@ -193,7 +193,7 @@ def main() -> None:
         "edge_agent_peak_rss_mb": {k: round(median(v) / 1024, 1) for k, v in agent_rss.items()},
         "edge_agent_peak_rss_mb_runs": {k: [round(x / 1024, 1) for x in v] for k, v in agent_rss.items()},
         "evaluate_no_model_wall_s_median": round(median(walls_nomodel), 1),
-        "targets": {"per_frame_path_fps": 150, "evaluate_30min_s": 60, "edge_rss_mb": 150,
+        "targets": {"per_frame_path_fps": 150, "evaluate_30min_s": 60,
                     "edge_agent_peak_rss_mb": 170},
     }
     m = machine()
@@ -210,7 +210,7 @@ Machine: {m["cpu"]}, {m["cores"]} cores, {" ".join(m["simd"]) or "no AVX2, AVX-5
 | FFmpeg's own decoder (CLI, one thread, every frame, no RGB conversion), per analysed frame | {median(ff):.2f} ms | (the path's decode+sample skips unsampled non-reference frames) |
 | ceiling on this machine: decode+sample + backbone alone / decode+sample + resize alone | {result["ceiling_fps_decode_plus_backbone"]:.1f} / {result["ceiling_fps_decode_plus_resize"]:.1f} frames/s | |
 | `adbreak evaluate`, {args.minutes:g}-min 540p recording at 5 fps | {median(walls):.1f} s (realtime x{metrics.get("realtime_factor")}) | <= 60 s |
-| edge process peak RSS (bundle loaded, {frames_rss} frames analysed) | {rss_kb / 1024:.1f} MB (runs: {", ".join(f"{kb / 1024:.1f}" for kb in rss_runs)}) | <= 150 MB |
+| edge process peak RSS (bundle loaded, {frames_rss} frames analysed) | {rss_kb / 1024:.1f} MB (runs: {", ".join(f"{kb / 1024:.1f}" for kb in rss_runs)}) | (a probe script; since issue 13 the budget is the real agent's, next row) |
 | the real `adbreak edge` process's peak RSS (MQTT to a private Mosquitto, 120 s of stream, cues, logo, memory, fusion): with the model / without | {median(agent_rss["model"]) / 1024:.1f} / {median(agent_rss["no model"]) / 1024:.1f} MB | <= 170 MB |
 | `adbreak evaluate` without a model (cues alone), same recording | {median(walls_nomodel):.1f} s | |
 
