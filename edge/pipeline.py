@@ -156,10 +156,6 @@ class Detector:
         spent = prepared.prepare_s + (time.perf_counter() - started)
         return PreparedFrame(prepared.t, prepared.index, prepared.input, spent, prepared.screen, cues)
 
-    def _screen(self, frame: Frame) -> ScreenFrame:
-        gray = self.geometry.to_screen_gray(frame.image, ANALYSIS_WIDTH)
-        return ScreenFrame.from_gray(frame.t, gray, frame.audio)
-
     def classify(self, x: np.ndarray) -> np.ndarray:
         """Per-class probabilities of one model input (size x size x 3 uint8)."""
         assert self.head is not None and self.backbone is not None
@@ -171,13 +167,12 @@ class Detector:
 
     def process(self, frame: Frame | PreparedFrame) -> FrameResult:
         started = time.perf_counter()
-        screen_values = None
         if isinstance(frame, PreparedFrame):
-            started -= frame.prepare_s
-            x, screen, screen_values = frame.input, frame.screen, frame.cues
+            started -= frame.prepare_s  # prepared elsewhere (another thread or process): its time counts too
+            prepared = frame
         else:
-            x = self.preprocess(frame.image) if self.bundle else None
-            screen = self._screen(frame) if self.cues else None
+            prepared = self.converter(frame)
+        x, screen, screen_values = prepared.input, prepared.screen, prepared.cues
         probs = self.classify(x) if x is not None else np.zeros(0)
         p_ad = float(probs[self.ad_index]) if self.bundle else math.nan
         values: dict[str, float] = (
