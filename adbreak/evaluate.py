@@ -68,12 +68,10 @@ def evaluate_video(
     duration = truth[-1].end
     bundle = ModelBundle.load(bundle_path) if bundle_path is not None else None
     detector = Detector(bundle, decision, geometry, fusion=fusion, decider=decider)
-    # with two cores or fewer, the decoding thread and the inference thread fill them: extra decoder threads would only
-    # take time from the backbone
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    # without a model the inference thread has little to do: the decoder may use both cores
     # decoded in a child process (the interpreter lock would make a decoding thread and the analysis take turns); the
-    # child also converts each frame to its model input and screen luma, so only those small pictures cross over
+    # child also converts each frame to its model input and screen luma, so only those small pictures cross over.
+    # With two cores or fewer and a model, the backbone needs the other core: the decoder then uses one thread
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     source = ProcessSource(str(video), fps or detector.fps, convert=detector.converter,
                            threads=cores > 2 or bundle is None, luma_only=bundle is None and detector.cues is not None)
     ts: list[float] = []

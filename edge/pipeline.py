@@ -126,6 +126,8 @@ class Detector:
         self.machine: AdStateMachine | FusionDecision = (
             FusionDecision(self.fusion) if decider == "fusion" else AdStateMachine(self.decision)
         )
+        self.converter = FrameConverter(self.geometry, self.size if bundle else 0, self.cues is not None)
+        """This detector's stateless preprocessing, picklable for a decoding process."""
         self._calibration_path = (
             Path(state_dir) / CALIBRATION_FILE if state_dir is not None and decider == "fusion" else None
         )
@@ -138,11 +140,6 @@ class Detector:
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         return self.geometry.to_input(image, self.size)
-
-    @property
-    def converter(self) -> FrameConverter:
-        """This detector's stateless preprocessing (:class:`FrameConverter`)."""
-        return FrameConverter(self.geometry, self.size if self.bundle else 0, self.cues is not None)
 
     def prepare(self, frame: Frame | PreparedFrame) -> PreparedFrame:
         """The preprocessing (unless ``frame`` was converted already, e.g. in a decoding process) and the cues that

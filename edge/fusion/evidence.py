@@ -71,11 +71,9 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ge(values: np.ndarray, threshold: float) -> np.ndarray:
-    """``values >= threshold``, NaN (not measured) counting as 0 (every threshold here is > 0)."""
-    if threshold <= 0:
-        with np.errstate(invalid="ignore"):
-            return np.nan_to_num(values, nan=0.0) >= threshold
-    return values >= threshold  # a comparison with NaN is False
+    """``values >= threshold`` with NaN (not measured) never reaching it: every threshold here is > 0 (``FusionConfig``
+    checks its own), and a comparison with NaN is False."""
+    return values >= threshold
 
 
 def repeat_mask(t: np.ndarray, repeat: np.ndarray, cfg: FusionConfig) -> np.ndarray:
