@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[server,demo,train,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[server,demo,train,scan,dev]'
 	touch $@
 
 web: web/dist/index.html

@@ -263,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_decision_options(p, "the model bundle's, or the built-in ones")
     p.set_defaults(func=cmd_annotate)
 
-    # `adbreak server`, `adbreak db`, `adbreak export`, `adbreak dataset`, `adbreak edge`
-    for module in ("server.cli", "server.export_cli", "edge.cli"):
+    # `adbreak server`, `adbreak db`, `adbreak export`, `adbreak dataset`, `adbreak edge`, `adbreak comskip`
+    for module in ("server.cli", "server.export_cli", "edge.cli", "adbreak.scan.cli", "adbreak.scan.comskip"):
         try:
             mod = __import__(module, fromlist=["add_parsers"])
         except ImportError as exc:  # the server extra is not installed (an edge-only Pi install)

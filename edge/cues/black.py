@@ -120,22 +120,41 @@ class BlackCue:
             return self.config.spread_prior
         return self._black_spread.quantile(0.5)
 
-    def update(self, frame: ScreenFrame) -> dict[str, float]:
+    def forget_recent(self) -> None:
+        """A jump in time (a scan's next window): the dip's recent level starts again; the learned levels stay."""
+        self._recent.clear()
+
+    def peek(self, small: np.ndarray) -> float:
+        """``black`` of a (90, 160) luma picture with what was learned so far, learning nothing from it (a scan
+        tests the frames between two analysed ones for the exact edge of a black run)."""
+        spread, mean, flat_detail = self._measure(small)
+        return self._black(spread, mean, flat_detail, self.darkest)
+
+    def _measure(self, small: np.ndarray) -> tuple[float, float, float]:
         c = self.config
-        small = frame.small
         hist = cv2.calcHist([small], [0], None, [256], [0, 256]).ravel()
         cum = np.cumsum(hist)
         p2, p98 = np.searchsorted(cum, (0.02 * cum[-1], 0.98 * cum[-1]))
         spread = float(p98 - p2)
         mean = float(cv2.mean(small)[0])
         flat_detail = logistic((c.max_detail - detail(small)) / c.detail_softness)
+        return spread, mean, flat_detail
 
+    def _black(self, spread: float, mean: float, flat_detail: float, floor: float) -> float:
+        c = self.config
+        if math.isnan(floor):  # nothing seen yet (peek before any update)
+            floor = mean
+        tolerance = c.spread_gain * self.black_spread + c.spread_slack + c.spread_per_level * max(0.0, mean - floor)
+        return flat_detail * logistic((tolerance - spread) / c.spread_softness)
+
+    def update(self, frame: ScreenFrame) -> dict[str, float]:
+        c = self.config
+        spread, mean, flat_detail = self._measure(frame.small)
         self._means.add(mean, frame.t)
         floor = self.darkest
         if mean <= floor + c.dark_margin and flat_detail > 0.5:
             self._black_spread.add(spread, frame.t)
-        tolerance = c.spread_gain * self.black_spread + c.spread_slack + c.spread_per_level * max(0.0, mean - floor)
-        black = flat_detail * logistic((tolerance - spread) / c.spread_softness)
+        black = self._black(spread, mean, flat_detail, floor)
 
         t0 = frame.t - c.dip_window_s
         recent = self._recent

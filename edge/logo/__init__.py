@@ -6,6 +6,6 @@ behind the :class:`edge.cues.base.Cue` protocol.
 """
 
 from edge.logo.config import LogoConfig
-from edge.logo.learner import LogoCue, LogoLearner
+from edge.logo.learner import LogoCue, LogoLearner, LogoScorer
 
-__all__ = ["LogoConfig", "LogoCue", "LogoLearner"]
+__all__ = ["LogoConfig", "LogoCue", "LogoLearner", "LogoScorer"]

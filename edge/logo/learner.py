@@ -33,6 +33,7 @@ import math
 import os
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -103,6 +104,14 @@ class LogoLearner:
     def threshold(self) -> Threshold | None:
         """The current on/off split of the raw scores (None while no logo is known)."""
         return self._threshold if self._logo is not None else None
+
+    def scorer(self) -> LogoScorer | None:
+        """The logo as it stands, frozen: presence on any frame without learning from it (an offline scan scores
+        frames anywhere in a recording with the logo its cheap pass learned). None while no logo is known or it is
+        dropped or in doubt."""
+        if self._logo is None or self._dropped or self._doubt:
+            return None
+        return LogoScorer(self._logo, self._threshold, self.config.contrast_floor)
 
     @property
     def raw_score(self) -> float:
@@ -549,6 +558,19 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
     return ix * iy / small if small > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class LogoScorer:
+    """A learned logo's presence measure, frozen (:meth:`LogoLearner.scorer`); picklable."""
+
+    logo: Candidate
+    threshold: Threshold
+    contrast_floor: float
+
+    def __call__(self, gray: np.ndarray) -> float:
+        """Presence in [0, 1] on a :attr:`ScreenFrame.gray` of the shape the logo was learned on."""
+        return self.threshold.map(presence_score(gray, self.logo, self.contrast_floor))
 
 
 class LogoCue:

@@ -1,0 +1,459 @@
+"""The decoding passes of a scan, each a plain function that a worker process runs on the recording.
+
+* :func:`audio_pass` - the whole audio track: the live pipeline's silence and loudness cues on every frame of the
+  analysis grid, plus each 50 ms window's level (for frame-accurate silence edges). Audio decodes at ~1000x realtime.
+* :func:`keyframe_pass` - the intra frames only (``skip_frame="NONINTRA"``: broadcast streams carry I-frames that are
+  not IDR, so ``NONKEY`` would miss some): black/uniform, the picture's level, and the channel logo learned from them
+  (:class:`edge.logo.LogoLearner`); optional thumbnails. A tenth of a full decode or less.
+* :func:`window_pass` - full-rate decoding of chosen windows (seek to the intra frame before each, decode on): every
+  cue of the live pipeline on the grid frames inside, the logo's presence with the logo the keyframe pass learned,
+  the head's p(ad) with a model, and each decoded frame's black test for frame-accurate black edges.
+* :func:`full_pass` - every grid frame of the recording, for recordings without sound and for ``--full``.
+
+Times are seconds on the video's clock (0 = the first video frame's timestamp), as ``adbreak evaluate`` has them.
+The grid is the live pipeline's sampling: frame slot ``k`` at ``k / fps`` takes the first decoded frame at or after
+it. Every pass reports the stretches it could not decode (``gaps``) instead of failing, unless nothing decodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from adbreak.errors import AdbreakError
+from edge.cues.aspect import AspectCue
+from edge.cues.audio import SilenceCue
+from edge.cues.base import ANALYSIS_WIDTH, AUDIO_RATE, ScreenFrame, resize_luma
+from edge.cues.black import BlackCue
+from edge.cues.cut import CutCue
+from edge.logo import LogoLearner, LogoScorer
+from edge.sources.base import TimestampSampler
+
+log = logging.getLogger(__name__)
+
+GAP_MIN_S = 1.0
+"""A jump in decoded timestamps longer than this (and than two frame intervals) is reported as a gap."""
+THUMBNAIL_WIDTH = 384
+THUMBNAIL_QUALITY = 80
+MAX_EARLY_FRAMES = 150
+"""Intra frames (at the analysis size, ~230 KB each) kept until the logo is learned, to be scored then."""
+MAX_ERRORS_IN_ROW = 200
+"""Decode errors in a row after which the rest of a pass is given up (what decoded so far is kept)."""
+
+
+# --------------------------------------------------------------------------------------------- opening and frames
+def open_container(path: str | Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), timeout=(10.0, 10.0))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise AdbreakError(f"cannot open {path}: {exc}") from exc
+
+
+def video_origin(container: av.container.InputContainer) -> float:
+    """The video stream's first timestamp on the container's clock (seconds), 0 when unknown."""
+    stream = container.streams.video[0]
+    if stream.start_time is not None and stream.time_base is not None:
+        return float(stream.start_time * stream.time_base)
+    return 0.0
+
+
+_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+_PLANAR_8BIT = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21",
+                          "yuv411p", "yuv410p", "yuv440p", "gray"})
+
+
+def frame_luma(frame: av.VideoFrame, width: int = ANALYSIS_WIDTH) -> np.ndarray:
+    """The frame's luma at ``width`` pixels wide (aspect kept, even height), full range, as the live pipeline's
+    FFmpeg conversion to ``gray`` gives it; read straight from the decoder's luma plane (a tenth of the cost of a
+    conversion), falling back to FFmpeg's conversion for other pixel formats."""
+    name = frame.format.name
+    if name in _PLANAR_8BIT:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        small = resize_luma(y, width)
+        if small is y:
+            small = y.copy()
+        full = name.startswith("yuvj") or name == "gray" or int(frame.color_range or 0) == 2
+        return small if full else cv2.LUT(small, _LIMITED_TO_FULL)
+    height = max(2, int(round(width * frame.height / max(1, frame.width) / 2)) * 2)
+    return frame.to_ndarray(width=width, height=height, format="gray")
+
+
+def thumbnail(frame: av.VideoFrame) -> bytes:
+    """A JPEG of the frame, :data:`THUMBNAIL_WIDTH` wide (as the edge agent's keyframes)."""
+    height = max(2, int(round(THUMBNAIL_WIDTH * frame.height / max(1, frame.width) / 2)) * 2)
+    rgb = frame.to_ndarray(width=THUMBNAIL_WIDTH, height=height, format="bgr24", interpolation="AREA")
+    ok, buf = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])
+    if not ok:  # pragma: no cover - OpenCV encodes any 8-bit picture
+        raise AdbreakError("cannot encode a thumbnail")
+    return buf.tobytes()
+
+
+@dataclass
+class _Gaps:
+    """Collects the stretches a pass could not decode."""
+
+    min_step: float
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    errors: int = 0
+    last_t: float | None = None
+
+    def see(self, t: float) -> None:
+        if self.last_t is not None and t - self.last_t > max(GAP_MIN_S, 2 * self.min_step):
+            self.spans.append((self.last_t, t))
+        self.last_t = t if self.last_t is None else max(self.last_t, t)
+
+
+def _decode(container: av.container.InputContainer, stream: av.stream.Stream, gaps: _Gaps,
+            packets: Iterator[av.Packet] | None = None) -> Iterator[av.frame.Frame]:
+    """Decoded frames of ``stream``; corrupt packets are counted and skipped (too many in a row end the pass)."""
+    in_row = 0
+    for packet in packets if packets is not None else container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            gaps.errors += 1
+            in_row += 1
+            log.debug("skipped a corrupt packet: %s", exc)
+            if in_row >= MAX_ERRORS_IN_ROW:
+                log.warning("%d corrupt packets in a row: the rest of this pass is given up", in_row)
+                return
+            continue
+        in_row = 0
+        yield from frames
+
+
+# ---------------------------------------------------------------------------------------------------- audio pass
+@dataclass
+class AudioResult:
+    """Per grid frame ``silence`` and ``loudness`` (NaN where no audio covered the frame), and the level in dBFS of
+    every 50 ms window (``levels``, window ``i`` starts at ``levels_t0 + i * level_step``)."""
+
+    silence: np.ndarray
+    loudness: np.ndarray
+    levels: np.ndarray
+    levels_t0: float
+    level_step: float
+    gaps: list[tuple[float, float]]
+    errors: int
+    seconds: float
+
+
+def ffmpeg_exe() -> str:
+    """The FFmpeg program: ``IMAGEIO_FFMPEG_EXE`` if set, else the one the pinned ``imageio-ffmpeg`` package ships."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:
+        raise AdbreakError("adbreak scan needs FFmpeg from the scan extra: pip install 'adbreak[scan]'") from exc
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+PCM_CHUNK_S = 10.0
+
+
+def audio_pass(path: str | Path, n_grid: int, fps: float) -> AudioResult | None:
+    """The silence and loudness cues over the whole audio track (None without an audio stream).
+
+    FFmpeg decodes, mixes to mono and resamples to 16 kHz in one child process (``-af aresample=async``: the samples
+    keep to their timestamps across a damaged stretch), and the PCM is read in 10 s pieces: no per-packet Python
+    work, which for a 2-hour recording's ~300,000 audio frames would cost more than the decoding. Each grid frame
+    then gets the live pipeline's :class:`~edge.cues.audio.SilenceCue` values for the sound since the previous one.
+    """
+    started = time.perf_counter()
+    container = open_container(path)
+    try:
+        if not container.streams.audio or not container.streams.video:
+            return None
+        origin = video_origin(container)
+        a = container.streams.audio[0]
+        offset = float(a.start_time * a.time_base) - origin if a.start_time is not None and a.time_base else 0.0
+    finally:
+        container.close()
+    cue = SilenceCue()
+    window = max(1, round(cue.config.window_s * AUDIO_RATE))
+    silence = np.full(n_grid, math.nan)
+    loudness = np.full(n_grid, math.nan)
+    levels: list[np.ndarray] = []
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:a:0", "-vn", "-sn",
+           "-dn", "-ac", "1", "-af", f"aresample={AUDIO_RATE}:async=1000", "-f", "f32le", "pipe:1"]
+    errors = 0
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            assert proc.stdout is not None
+            k = max(0, math.ceil(offset * fps - 1e-9))  # frames before the sound starts get none
+            buf_t = offset  # time of buf[0]
+            buf = np.zeros(0, np.float32)
+            carry = np.zeros(0, np.float32)
+            chunk_bytes = int(PCM_CHUNK_S * AUDIO_RATE) * 4
+            while True:
+                data = proc.stdout.read(chunk_bytes)
+                if not data:
+                    break
+                samples = np.frombuffer(data[: len(data) // 4 * 4], np.float32)
+                joined = np.concatenate((carry, samples)) if carry.size else samples
+                whole = joined.size // window * window
+                if whole:
+                    w = joined[:whole].reshape(-1, window).astype(np.float64)
+                    levels.append(10.0 * np.log10(np.maximum(np.mean(w * w, axis=1), 1e-10)))
+                carry = joined[whole:]
+                buf = np.concatenate((buf, samples)) if buf.size else samples
+                end_t = buf_t + buf.size / AUDIO_RATE
+                while k < n_grid and k / fps <= end_t:
+                    t = k / fps
+                    cut = max(0, min(buf.size, round((t - buf_t) * AUDIO_RATE)))
+                    piece, buf = buf[:cut], buf[cut:]
+                    buf_t += cut / AUDIO_RATE
+                    v = cue.update(ScreenFrame(t, None, None, piece))  # type: ignore[arg-type]
+                    silence[k], loudness[k] = v["silence"], v["loudness"]
+                    k += 1
+        finally:
+            if proc.poll() is None:
+                proc.stdout.close()  # type: ignore[union-attr]
+            rc = proc.wait()
+        err.seek(0)
+        messages = err.read().decode("utf-8", "replace").splitlines()
+        errors = len(messages)
+        if rc != 0 and not levels:
+            log.warning("%s: the audio does not decode: %s", Path(path).name, messages[-1] if messages else rc)
+            return None
+    all_levels = np.concatenate(levels) if levels else np.zeros(0)
+    return AudioResult(silence, loudness, all_levels, offset, window / AUDIO_RATE, [], errors,
+                       time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------------------------- keyframe pass
+@dataclass
+class KeyframeResult:
+    """One entry per decoded intra frame: its time, ``black``, ``dip`` (NaN), mean ``luma`` (0-1), the logo's
+    ``logo`` presence as the learner saw it then; the learned logo at the end (``scorer``); thumbnails."""
+
+    t: np.ndarray
+    black: np.ndarray
+    luma: np.ndarray
+    logo: np.ndarray
+    scorer: LogoScorer | None
+    learned_at_t: float | None
+    thumbnails: list[tuple[float, bytes]]
+    gaps: list[tuple[float, float]]
+    errors: int
+    seconds: float
+    intervals: float  # median seconds between intra frames
+
+
+def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_s: float = 10.0) -> KeyframeResult:
+    """Decode the intra frames only; learn the channel logo from them."""
+    started = time.perf_counter()
+    container = open_container(path)
+    try:
+        stream = container.streams.video[0]
+        origin = video_origin(container)
+        ctx = stream.codec_context
+        ctx.skip_frame = "NONINTRA"
+        ctx.thread_count = 1
+        black_cue = BlackCue()
+        learner = LogoLearner()
+        ts, blacks, lumas, logos = [], [], [], []
+        early: list[tuple[int, np.ndarray]] = []  # intra frames seen before the logo was known, scored once it is
+        thumbs: list[tuple[float, bytes]] = []
+        gaps = _Gaps(min_step=10.0)
+        next_thumb = 0.0
+        for frame in _decode(container, stream, gaps):
+            if frame.pts is None or frame.time_base is None:
+                continue
+            t = float(frame.pts * frame.time_base) - origin
+            if ts and t <= ts[-1]:
+                continue
+            screen = ScreenFrame.from_gray(t, frame_luma(frame))
+            blacks.append(black_cue.update(screen)["black"])
+            lumas.append(float(screen.small.mean()) / 255.0)
+            logo = learner.update(screen)
+            logos.append(logo)
+            if math.isnan(logo) and learner.learned_at_t is None and len(early) < MAX_EARLY_FRAMES:
+                early.append((len(logos) - 1, screen.gray))
+            elif early and not math.isnan(logo):
+                _rescore(early, logos, learner.scorer())
+            ts.append(t)
+            if thumbnails and t >= next_thumb:
+                thumbs.append((t, thumbnail(frame)))
+                next_thumb = t + thumbnail_step_s
+        if early:
+            _rescore(early, logos, learner.scorer())
+        if not ts:
+            raise AdbreakError(f"{Path(path).name}: no video frame decodes")
+        t_arr = np.array(ts)
+        step = float(np.median(np.diff(t_arr))) if len(t_arr) > 1 else 10.0
+        gaps.min_step = step
+        spans = [(a, b) for a, b in zip(t_arr[:-1], t_arr[1:], strict=True) if b - a > max(3 * step, 30.0)]
+        return KeyframeResult(t_arr, np.array(blacks), np.array(lumas), np.array(logos), learner.scorer(),
+                              learner.learned_at_t, thumbs, [(float(a), float(b)) for a, b in spans], gaps.errors,
+                              time.perf_counter() - started, step)
+    finally:
+        container.close()
+
+
+def _rescore(early: list[tuple[int, np.ndarray]], logos: list[float], scorer: LogoScorer | None) -> None:
+    """The logo's presence on the intra frames seen before it was learned, with the logo as learned now."""
+    if scorer is not None:
+        for i, gray in early:
+            logos[i] = scorer(gray)
+    early.clear()
+
+
+# ---------------------------------------------------------------------------------------------------- full rate
+@dataclass
+class GridValues:
+    """Cue values on grid frames (``k`` indices) and the black test of every decoded frame (``frame_t``,
+    ``frame_black``) for frame-accurate edges."""
+
+    k: list[int] = field(default_factory=list)
+    columns: dict[str, list[float]] = field(default_factory=dict)
+    frame_t: list[float] = field(default_factory=list)
+    frame_black: list[float] = field(default_factory=list)
+    thumbnails: list[tuple[float, bytes]] = field(default_factory=list)
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+    errors: int = 0
+    decoded: int = 0
+    seconds: float = 0.0
+
+    def add(self, k: int, values: dict[str, float]) -> None:
+        self.k.append(k)
+        for name, v in values.items():
+            self.columns.setdefault(name, [math.nan] * (len(self.k) - 1)).append(v)
+        for col in self.columns.values():
+            if len(col) < len(self.k):
+                col.append(math.nan)
+
+
+class _FrameAnalyser:
+    """The live pipeline's per-frame cues (black/dip, cut, aspect), the logo's presence with a frozen logo and,
+    with a model, the head's p(ad), on one grid frame at a time; ``gap()`` after a jump in time."""
+
+    def __init__(self, scorer: LogoScorer | None, bundle_path: str | None) -> None:
+        self.black = BlackCue()
+        self.cut = CutCue()
+        self.aspect = AspectCue()
+        self.scorer = scorer
+        self.detector = None
+        if bundle_path is not None:
+            from edge.bundle import ModelBundle
+            from edge.pipeline import Detector
+
+            self.detector = Detector(ModelBundle.load(bundle_path), cues=False, decider="smoothing")
+
+    def gap(self) -> None:
+        self.cut.reset()
+        self.black.forget_recent()
+
+    def analyse(self, t: float, frame: av.VideoFrame) -> tuple[dict[str, float], np.ndarray]:
+        screen = ScreenFrame.from_gray(t, frame_luma(frame))
+        values = self.black.update(screen)
+        values.update(self.cut.update(screen))
+        values.update(self.aspect.update(screen))
+        values["luma"] = float(screen.small.mean()) / 255.0
+        values["logo"] = self.scorer(screen.gray) if self.scorer is not None else math.nan
+        if self.detector is not None:
+            rgb = frame.to_ndarray(format="rgb24")
+            probs = self.detector.classify(self.detector.preprocess(rgb))
+            values["p_ad"] = float(probs[self.detector.ad_index])
+        return values, screen.small
+
+    def black_of(self, small: np.ndarray) -> float:
+        return self.black.peek(small)
+
+
+def _small(frame: av.VideoFrame) -> np.ndarray:
+    return cv2.resize(frame_luma(frame), (160, 90), interpolation=cv2.INTER_AREA)
+
+
+def window_pass(
+    path: str | Path,
+    windows: Sequence[tuple[float, float]],
+    fps: float,
+    *,
+    scorer: LogoScorer | None = None,
+    bundle_path: str | None = None,
+    edges: bool = True,
+) -> GridValues:
+    """Full-rate analysis of ``windows`` (sorted, disjoint ``(start, end)`` seconds): the grid frames inside get
+    every per-frame cue; with ``edges``, every decoded frame between two grid frames whose black tests differ gets
+    its own black test (``frame_t`` / ``frame_black``)."""
+    started = time.perf_counter()
+    out = GridValues()
+    container = open_container(path)
+    analyser = _FrameAnalyser(scorer, bundle_path)
+    try:
+        stream = container.streams.video[0]
+        origin = video_origin(container)
+        ctx = stream.codec_context
+        ctx.thread_count = 1
+        tb = stream.time_base
+        gaps = _Gaps(min_step=1.0 / fps)
+        for a, b in windows:
+            analyser.gap()
+            try:
+                target = int((a + origin) / tb) if tb else int(a * av.time_base)
+                container.seek(max(0, target), stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as exc:
+                log.debug("seek to %.1f s failed: %s", a, exc)
+                out.errors += 1
+                continue
+            sampler = TimestampSampler(fps)
+            sampler.take(a - 1.0 / fps)  # the first frame taken is the first at or after the grid point >= a
+            ctx.skip_frame = "NONREF"  # the lead-in from the intra frame: frames nothing refers to are not needed
+            lead_in = True
+            pending: list[tuple[float, av.VideoFrame]] = []  # decoded frames since the last grid frame
+            last_black: float | None = None  # the black test of the last grid frame
+            gaps.last_t = None
+            for frame in _decode(container, stream, gaps):
+                if frame.pts is None or frame.time_base is None:
+                    continue
+                t = float(frame.pts * frame.time_base) - origin
+                if t > b:
+                    break
+                if lead_in and t >= a - 1.0:
+                    ctx.skip_frame = "DEFAULT"
+                    lead_in = False
+                if t < a - sampler.EPS:
+                    continue
+                out.decoded += 1
+                gaps.see(t)
+                if not sampler.take(t):
+                    if edges:
+                        pending.append((t, frame))  # measured only if a black edge lies before the next grid frame
+                    continue
+                values, _ = analyser.analyse(t, frame)
+                out.add(sampler.slot(t), values)
+                black = values["black"]
+                if edges and last_black is not None and pending and (last_black >= 0.5) != (black >= 0.5):
+                    for pt, pframe in pending:  # a black edge between two grid frames: find its frame
+                        out.frame_t.append(pt)
+                        out.frame_black.append(analyser.black_of(_small(pframe)))
+                if edges:
+                    out.frame_t.append(t)
+                    out.frame_black.append(black)
+                pending = []
+                last_black = black
+        out.gaps = gaps.spans
+        out.errors += gaps.errors
+    finally:
+        container.close()
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+def full_pass(path: str | Path, fps: float, duration: float, *, scorer: LogoScorer | None = None,
+              bundle_path: str | None = None) -> GridValues:
+    """Every grid frame of the recording (one window over all of it)."""
+    return window_pass(path, [(0.0, duration + 1.0)], fps, scorer=scorer, bundle_path=bundle_path)

@@ -1,0 +1,97 @@
+"""Every pass's values on one frame grid, and the decided boundaries moved onto the exact frame.
+
+:func:`assemble` lays the audio pass (silence and loudness on every grid frame), the intra frames (black, level and
+logo on the grid frame each falls in) and the full-rate windows (every cue on every grid frame inside) onto the
+grid. Between two known logo values that agree, with no window between them, the logo is held: the same show (or
+the same spot) was on screen, as the planner made sure (:mod:`adbreak.scan.plan`), so a stretch's logo share and the
+fusion's cold-open test see it whole. Everything else not measured stays NaN: the fusion's block statistics average
+what is known (:mod:`edge.fusion.evidence`).
+
+:func:`snap_to_frames` moves each decided boundary that lies at the edge of a black run onto the exact decoded
+frame where the run begins or ends (the analysis grid is 5 frames a second; the recording has 25 or 30).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from adbreak.segments import Segment, merge_adjacent
+from edge.fusion import CUE_COLUMNS
+
+LOGO_HOLD_TOLERANCE = 0.25
+"""Two logo values closer than this are the same state (held between them)."""
+
+
+def assemble(
+    n: int,
+    fps: float,
+    *,
+    audio: dict[str, np.ndarray] | None,
+    key_k: np.ndarray,
+    key_values: dict[str, np.ndarray],
+    windows: Sequence[tuple[Sequence[int], dict[str, Sequence[float]]]],
+    max_hold_s: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(t, columns)`` on the grid ``k / fps`` for ``k < n``: the scores file's columns (NaN = not measured)."""
+    t = np.arange(n, dtype=np.float64) / fps
+    cols = {name: np.full(n, math.nan) for name in CUE_COLUMNS}
+    if audio is not None:
+        for name, values in audio.items():
+            cols[name][: len(values)] = values[:n]
+    ok = (key_k >= 0) & (key_k < n)
+    for name, values in key_values.items():
+        cols[name][key_k[ok]] = np.asarray(values)[ok]
+    in_window = np.zeros(n, bool)
+    for ks, values in windows:
+        idx = np.asarray(ks, dtype=np.int64)
+        keep = (idx >= 0) & (idx < n)
+        idx = idx[keep]
+        if idx.size:
+            in_window[idx.min() : idx.max() + 1] = True
+        for name, vals in values.items():
+            if name in cols:
+                cols[name][idx] = np.asarray(vals, dtype=np.float64)[keep]
+    cols["logo"] = _hold(cols["logo"], in_window, max(1, int(round(max_hold_s * fps))))
+    return t, cols
+
+
+def _hold(values: np.ndarray, fixed: np.ndarray, max_gap: int) -> np.ndarray:
+    """Fill NaN runs (outside ``fixed``, at most ``max_gap`` frames) between two known values that agree."""
+    out = values.copy()
+    known = np.flatnonzero(np.isfinite(values))
+    for i, j in zip(known[:-1].tolist(), known[1:].tolist(), strict=True):
+        if j - i <= 1 or j - i > max_gap or fixed[i + 1 : j].any():
+            continue
+        a, b = values[i], values[j]
+        if abs(a - b) < LOGO_HOLD_TOLERANCE:
+            out[i + 1 : j] = 0.5 * (a + b)
+    return out
+
+
+def snap_to_frames(
+    segments: Sequence[Segment], frame_t: np.ndarray, frame_black: np.ndarray, *, reach_s: float = 0.3
+) -> list[Segment]:
+    """Each boundary within ``reach_s`` of a change between a black and a non-black decoded frame moves to the
+    first frame after the change (a break begins at its first black frame and ends after its last one: the segment
+    file's convention); boundaries elsewhere stay."""
+    if len(segments) < 2 or len(frame_t) < 2:
+        return list(segments)
+    order = np.argsort(frame_t, kind="stable")
+    ft, fb = frame_t[order], frame_black[order] >= 0.5
+    change_t = ft[1:][fb[1:] != fb[:-1]]
+    gaps_ok = np.diff(ft)[fb[1:] != fb[:-1]] <= 0.1  # consecutive decoded frames, not two grid frames apart
+    change_t = change_t[gaps_ok]
+    if change_t.size == 0:
+        return list(segments)
+    out = list(segments)
+    for i in range(len(out) - 1):
+        b = out[i].end
+        j = int(np.argmin(np.abs(change_t - b)))
+        nb = float(change_t[j])
+        if abs(nb - b) <= reach_s and out[i].start < nb < out[i + 1].end:
+            out[i] = Segment(out[i].start, nb, out[i].label)
+            out[i + 1] = Segment(nb, out[i + 1].end, out[i + 1].label)
+    return merge_adjacent(out)
