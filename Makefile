@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[server,demo,train,scan,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[server,demo,train,dev]'
 	touch $@
 
 web: web/dist/index.html
@@ -37,7 +37,8 @@ demo-offline: install
 
 # the second pass runs the database tests again on PostgreSQL (127.0.0.1:5432, tests/db_support.py)
 PG_TESTS := tests/integration/test_server_migrations.py tests/unit/test_server_store.py \
-            tests/integration/test_server_api.py tests/unit/test_ingest_reorder.py
+            tests/integration/test_server_api.py tests/unit/test_ingest_reorder.py \
+            tests/integration/test_recordings_api.py
 
 test: install web
 	$(BIN)/pytest

@@ -1,10 +1,11 @@
 """The decoding passes of a scan, each a plain function that a worker process runs on the recording.
 
 * :func:`audio_pass` - the whole audio track: the live pipeline's silence and loudness cues on every frame of the
-  analysis grid, plus each 50 ms window's level (for frame-accurate silence edges). Audio decodes at ~1000x realtime.
-* :func:`keyframe_pass` - the intra frames only (``skip_frame="NONINTRA"``: broadcast streams carry I-frames that are
-  not IDR, so ``NONKEY`` would miss some): black/uniform, the picture's level, and the channel logo learned from them
-  (:class:`edge.logo.LogoLearner`); optional thumbnails. A tenth of a full decode or less.
+  analysis grid, plus each 50 ms window's level (for boundaries on the exact edge of a silence).
+* :func:`keyframe_pass` - the intra frames only (H.264/HEVC ``skip_frame="NONINTRA"``: broadcast streams carry
+  I-frames that are not IDR, so ``NONKEY`` would miss some; MPEG-2 ``NONKEY``, its decoder's "I-frames only"):
+  black/uniform, the picture's level, and the channel logo learned from them (:class:`edge.logo.LogoLearner`);
+  optional thumbnails. A tenth of a full decode or less.
 * :func:`window_pass` - full-rate decoding of chosen windows (seek to the intra frame before each, decode on): every
   cue of the live pipeline on the grid frames inside, the logo's presence with the logo the keyframe pass learned,
   the head's p(ad) with a model, and each decoded frame's black test for frame-accurate black edges.
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -58,6 +61,21 @@ def open_container(path: str | Path) -> av.container.InputContainer:
         return av.open(str(path), timeout=(10.0, 10.0))
     except (av.error.FFmpegError, OSError) as exc:
         raise AdbreakError(f"cannot open {path}: {exc}") from exc
+
+
+LOWRES_CODECS = frozenset({"mpeg1video", "mpeg2video", "mjpeg"})
+"""Decoders that can decode at half size (FFmpeg's ``lowres``), which saves a fifth of a 1080i MPEG-2 decode."""
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first video stream, set up for a scan's worker: one decoding thread (the workers use the cores), and
+    half-size decoding where the codec can and the picture stays at least the analysis width."""
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    ctx.thread_count = 1
+    if ctx.name in LOWRES_CODECS and (ctx.width or 0) // 2 >= ANALYSIS_WIDTH:
+        ctx.options = {**dict(ctx.options or {}), "lowres": "1"}
+    return stream
 
 
 def video_origin(container: av.container.InputContainer) -> float:
@@ -150,26 +168,64 @@ class AudioResult:
     seconds: float
 
 
-def ffmpeg_exe() -> str:
-    """The FFmpeg program: ``IMAGEIO_FFMPEG_EXE`` if set, else the one the pinned ``imageio-ffmpeg`` package ships."""
-    try:
-        import imageio_ffmpeg
-    except ImportError as exc:
-        raise AdbreakError("adbreak scan needs FFmpeg from the scan extra: pip install 'adbreak[scan]'") from exc
-    return imageio_ffmpeg.get_ffmpeg_exe()
+def ffmpeg_exe() -> str | None:
+    """FFmpeg's own program (``$ADBREAK_FFMPEG``, else ``ffmpeg`` on the PATH), or None: the audio pass then decodes
+    in Python through PyAV (the same values, several times the CPU on a long recording)."""
+    exe = os.environ.get("ADBREAK_FFMPEG") or shutil.which("ffmpeg")
+    return exe if exe and os.access(exe, os.X_OK) else None
 
 
 PCM_CHUNK_S = 10.0
 
 
-def audio_pass(path: str | Path, n_grid: int, fps: float) -> AudioResult | None:
-    """The silence and loudness cues over the whole audio track (None without an audio stream).
+def _pcm_ffmpeg(exe: str, path: str | Path, errors: list[str]) -> Iterator[np.ndarray]:
+    """Mono float32 PCM at 16 kHz from the first audio stream, decoded by an FFmpeg child process in 10 s pieces
+    (``aresample=async``: samples keep to their timestamps across a damaged stretch)."""
+    cmd = [exe, "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
+           "-ac", "1", "-af", f"aresample={AUDIO_RATE}:async=1000", "-f", "f32le", "pipe:1"]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        try:
+            chunk = int(PCM_CHUNK_S * AUDIO_RATE) * 4
+            while data := proc.stdout.read(chunk):
+                yield np.frombuffer(data[: len(data) // 4 * 4], np.float32)
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            rc = proc.wait()
+            err.seek(0)
+            errors.extend(err.read().decode("utf-8", "replace").splitlines())
+            if rc not in (0, -9):
+                errors.append(f"ffmpeg exited with {rc}")
 
-    FFmpeg decodes, mixes to mono and resamples to 16 kHz in one child process (``-af aresample=async``: the samples
-    keep to their timestamps across a damaged stretch), and the PCM is read in 10 s pieces: no per-packet Python
-    work, which for a 2-hour recording's ~300,000 audio frames would cost more than the decoding. Each grid frame
-    then gets the live pipeline's :class:`~edge.cues.audio.SilenceCue` values for the sound since the previous one.
-    """
+
+def _pcm_pyav(path: str | Path, errors: list[str]) -> Iterator[np.ndarray]:
+    """The same PCM decoded in this process through PyAV (no FFmpeg program installed)."""
+    container = open_container(path)
+    try:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        gaps = _Gaps(min_step=1.0)
+        for frame in _decode(container, container.streams.audio[0], gaps):
+            try:
+                chunks = resampler.resample(frame)
+            except (ValueError, av.error.FFmpegError) as exc:  # the format changed: a new resampler
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+                errors.append(str(exc))
+                continue
+            for c in chunks:
+                yield c.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+        errors.extend(["corrupt audio packet"] * gaps.errors)
+    finally:
+        container.close()
+
+
+def audio_pass(path: str | Path, n_grid: int, fps: float) -> AudioResult | None:
+    """The silence and loudness cues over the whole audio track (None without an audio stream, or when none of it
+    decodes). Each grid frame gets the live pipeline's :class:`~edge.cues.audio.SilenceCue` values for the sound
+    since the previous grid frame; the sound is decoded by FFmpeg's program where installed (no per-packet Python
+    work: a 2-hour recording has ~300,000 audio frames), else through PyAV."""
     started = time.perf_counter()
     container = open_container(path)
     try:
@@ -185,51 +241,34 @@ def audio_pass(path: str | Path, n_grid: int, fps: float) -> AudioResult | None:
     silence = np.full(n_grid, math.nan)
     loudness = np.full(n_grid, math.nan)
     levels: list[np.ndarray] = []
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:a:0", "-vn", "-sn",
-           "-dn", "-ac", "1", "-af", f"aresample={AUDIO_RATE}:async=1000", "-f", "f32le", "pipe:1"]
-    errors = 0
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
-        try:
-            assert proc.stdout is not None
-            k = max(0, math.ceil(offset * fps - 1e-9))  # frames before the sound starts get none
-            buf_t = offset  # time of buf[0]
-            buf = np.zeros(0, np.float32)
-            carry = np.zeros(0, np.float32)
-            chunk_bytes = int(PCM_CHUNK_S * AUDIO_RATE) * 4
-            while True:
-                data = proc.stdout.read(chunk_bytes)
-                if not data:
-                    break
-                samples = np.frombuffer(data[: len(data) // 4 * 4], np.float32)
-                joined = np.concatenate((carry, samples)) if carry.size else samples
-                whole = joined.size // window * window
-                if whole:
-                    w = joined[:whole].reshape(-1, window).astype(np.float64)
-                    levels.append(10.0 * np.log10(np.maximum(np.mean(w * w, axis=1), 1e-10)))
-                carry = joined[whole:]
-                buf = np.concatenate((buf, samples)) if buf.size else samples
-                end_t = buf_t + buf.size / AUDIO_RATE
-                while k < n_grid and k / fps <= end_t:
-                    t = k / fps
-                    cut = max(0, min(buf.size, round((t - buf_t) * AUDIO_RATE)))
-                    piece, buf = buf[:cut], buf[cut:]
-                    buf_t += cut / AUDIO_RATE
-                    v = cue.update(ScreenFrame(t, None, None, piece))  # type: ignore[arg-type]
-                    silence[k], loudness[k] = v["silence"], v["loudness"]
-                    k += 1
-        finally:
-            if proc.poll() is None:
-                proc.stdout.close()  # type: ignore[union-attr]
-            rc = proc.wait()
-        err.seek(0)
-        messages = err.read().decode("utf-8", "replace").splitlines()
-        errors = len(messages)
-        if rc != 0 and not levels:
-            log.warning("%s: the audio does not decode: %s", Path(path).name, messages[-1] if messages else rc)
-            return None
-    all_levels = np.concatenate(levels) if levels else np.zeros(0)
-    return AudioResult(silence, loudness, all_levels, offset, window / AUDIO_RATE, [], errors,
+    errors: list[str] = []
+    exe = ffmpeg_exe()
+    pcm = _pcm_ffmpeg(exe, path, errors) if exe else _pcm_pyav(path, errors)
+    k = max(0, math.ceil(offset * fps - 1e-9))  # frames before the sound starts get none
+    buf_t = offset  # time of buf[0]
+    buf = np.zeros(0, np.float32)
+    carry = np.zeros(0, np.float32)
+    for samples in pcm:
+        joined = np.concatenate((carry, samples)) if carry.size else samples
+        whole = joined.size // window * window
+        if whole:
+            w = joined[:whole].reshape(-1, window).astype(np.float64)
+            levels.append(10.0 * np.log10(np.maximum(np.mean(w * w, axis=1), 1e-10)))
+        carry = joined[whole:]
+        buf = np.concatenate((buf, samples)) if buf.size else samples
+        end_t = buf_t + buf.size / AUDIO_RATE
+        while k < n_grid and k / fps <= end_t:
+            t = k / fps
+            cut = max(0, min(buf.size, round((t - buf_t) * AUDIO_RATE)))
+            piece, buf = buf[:cut], buf[cut:]
+            buf_t += cut / AUDIO_RATE
+            v = cue.update(ScreenFrame(t, None, None, piece))  # type: ignore[arg-type]
+            silence[k], loudness[k] = v["silence"], v["loudness"]
+            k += 1
+    if not levels:
+        log.warning("%s: the audio does not decode%s", Path(path).name, f": {errors[-1]}" if errors else "")
+        return None
+    return AudioResult(silence, loudness, np.concatenate(levels), offset, window / AUDIO_RATE, [], len(errors),
                        time.perf_counter() - started)
 
 
@@ -250,6 +289,7 @@ class KeyframeResult:
     errors: int
     seconds: float
     intervals: float  # median seconds between intra frames
+    interlaced: bool = False  # most intra frames are coded as interlaced (1080i)
 
 
 def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_s: float = 10.0) -> KeyframeResult:
@@ -257,14 +297,16 @@ def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_
     started = time.perf_counter()
     container = open_container(path)
     try:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         origin = video_origin(container)
         ctx = stream.codec_context
-        ctx.skip_frame = "NONINTRA"
-        ctx.thread_count = 1
+        # H.264 and HEVC: IDR frames are "key", but broadcasts carry other I-frames too; MPEG-2's decoder reads only
+        # "non-key" as "not an I-frame" (with NONINTRA it decodes its P-frames)
+        ctx.skip_frame = "NONINTRA" if ctx.name in ("h264", "hevc") else "NONKEY"
         black_cue = BlackCue()
         learner = LogoLearner()
         ts, blacks, lumas, logos = [], [], [], []
+        interlaced = 0
         early: list[tuple[int, np.ndarray]] = []  # intra frames seen before the logo was known, scored once it is
         thumbs: list[tuple[float, bytes]] = []
         gaps = _Gaps(min_step=10.0)
@@ -285,6 +327,7 @@ def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_
             elif early and not math.isnan(logo):
                 _rescore(early, logos, learner.scorer())
             ts.append(t)
+            interlaced += bool(getattr(frame, "interlaced_frame", False))
             if thumbnails and t >= next_thumb:
                 thumbs.append((t, thumbnail(frame)))
                 next_thumb = t + thumbnail_step_s
@@ -298,7 +341,7 @@ def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_
         spans = [(a, b) for a, b in zip(t_arr[:-1], t_arr[1:], strict=True) if b - a > max(3 * step, 30.0)]
         return KeyframeResult(t_arr, np.array(blacks), np.array(lumas), np.array(logos), learner.scorer(),
                               learner.learned_at_t, thumbs, [(float(a), float(b)) for a, b in spans], gaps.errors,
-                              time.perf_counter() - started, step)
+                              time.perf_counter() - started, step, interlaced * 2 > len(ts))
     finally:
         container.close()
 
@@ -394,10 +437,9 @@ def window_pass(
     container = open_container(path)
     analyser = _FrameAnalyser(scorer, bundle_path)
     try:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         origin = video_origin(container)
         ctx = stream.codec_context
-        ctx.thread_count = 1
         tb = stream.time_base
         gaps = _Gaps(min_step=1.0 / fps)
         for a, b in windows:

@@ -33,9 +33,9 @@ import numpy as np
 
 from adbreak.errors import AdbreakError
 from adbreak.scan import passes
-from adbreak.scan.plan import PlanConfig, plan_windows
+from adbreak.scan.plan import PlanConfig, merge, plan_windows
 from adbreak.scan.result import ScanResult
-from adbreak.scan.timeline import assemble, snap_to_frames
+from adbreak.scan.timeline import assemble, edges, snap_to_frames
 from adbreak.segments import PROGRAM_LABEL, Segment
 from edge.fusion import FusionConfig
 from edge.fusion.decoder import decode_offline
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 GRID_FPS = 5.0
 """Analysed frames a second: the live pipeline's rate (``edge.pipeline.DEFAULT_FPS``)."""
 THUMBNAIL_STEP_S = 10.0
+SILENCE_DBFS = -50.0
+"""A 50 ms window of sound below this level is silent, for placing a boundary on the edge of a silence (the silence
+cue's absolute floor, ``edge.cues.audio.SilenceConfig.max_silence_db``)."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,6 @@ def probe(path: str | Path) -> Probe:
         if (duration is None or duration <= 0) and container.duration is not None:
             duration = container.duration / 1_000_000
         a = container.streams.audio[0] if container.streams.audio else None
-        interlaced = None
-        field_order = getattr(v.codec_context, "field_order", None)
-        if field_order is not None:
-            interlaced = str(field_order) not in ("progressive", "unknown", "FieldOrder.PROGRESSIVE", "0")
         return Probe(
             container=container.format.name,
             video_codec=v.codec_context.name,
@@ -105,7 +104,7 @@ def probe(path: str | Path) -> Probe:
             fps=fps,
             duration_s=float(duration or 0.0),
             audio_codec=a.codec_context.name if a is not None else None,
-            interlaced=interlaced,
+            interlaced=None,  # known once intra frames are decoded
         )
     finally:
         container.close()
@@ -205,6 +204,8 @@ def scan_recording(
         mode = "fast" if windows is not None else "full"
         if windows is None:
             windows = [(0.0, duration + 1.0)]
+        else:  # the last intra frame's group to the end: where the video really ends (a cut-off recording)
+            windows = merge([*windows, (last_t, duration + keys.intervals + 1.0)], 3.0, duration + keys.intervals + 1.0)
         timings["plan"] = time.perf_counter() - t0
 
         # 4. fine
@@ -217,8 +218,13 @@ def scan_recording(
     finally:
         pool.close()
 
-    # 5. decide
+    # 5. decide: the recording lasts to its last decoded frame when that is well before what its header says
     t0 = time.perf_counter()
+    frames_end = max([last_t, *(g.frame_t[-1] for g in fine if g.frame_t)]) + 1.0 / info.fps
+    if frames_end < duration - 2.0:
+        warnings.append(f"the video ends at {frames_end:.1f} s, not at {duration:.1f} s as its header says (cut off?)")
+        duration = frames_end
+        n = int(math.floor(duration * GRID_FPS - 1e-9)) + 1
     key_k = np.floor((keys.t + 1e-3) * GRID_FPS).astype(np.int64)
     key_values = {"black": keys.black, "luma": keys.luma, "logo": _rescored_logo(keys)}
     audio_cols = {"silence": audio.silence, "loudness": audio.loudness} if audio is not None else None
@@ -234,7 +240,12 @@ def scan_recording(
         decided = dataclasses.replace(decided, segments=[Segment(0.0, duration, PROGRAM_LABEL)])
     frame_t = np.concatenate([np.asarray(g.frame_t) for g in fine]) if fine else np.zeros(0)
     frame_black = np.concatenate([np.asarray(g.frame_black) for g in fine]) if fine else np.zeros(0)
-    segments = snap_to_frames(decided.segments, frame_t, frame_black)
+    black_edges = edges(frame_t, frame_black >= 0.5, max_step_s=1.5 / info.fps)
+    silence_edges = None
+    if audio is not None and audio.levels.size:
+        level_t = audio.levels_t0 + audio.level_step * np.arange(audio.levels.size)
+        silence_edges = edges(level_t, audio.levels < SILENCE_DBFS, max_step_s=1.5 * audio.level_step)
+    segments = snap_to_frames(decided.segments, black_edges, silence_edges)
     timings["decide"] = time.perf_counter() - t0
 
     gaps = sorted({*keys.gaps, *(audio.gaps if audio else []), *(s for g in fine for s in g.gaps)})
@@ -256,7 +267,7 @@ def scan_recording(
         timings=timings,
         gaps=gaps,
         warnings=warnings,
-        info={**info.to_json(), "windows": len(windows) if mode == "fast" else 0,
+        info={**info.to_json(), "interlaced": keys.interlaced, "windows": len(windows) if mode == "fast" else 0,
               "window_s": round(sum(b - a for a, b in windows), 1) if mode == "fast" else round(duration, 1),
               "intra_frames": len(keys.t), "intra_interval_s": round(keys.intervals, 3),
               "logo": keys.scorer is not None, "audio": audio is not None, "corrupt_packets": errors},

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from adbreak.segments import Segment, merge_adjacent
+from adbreak.segments import Segment, is_ad, merge_adjacent
 from edge.fusion import CUE_COLUMNS
 
 LOGO_HOLD_TOLERANCE = 0.25
@@ -71,27 +71,47 @@ def _hold(values: np.ndarray, fixed: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
+def edges(t: np.ndarray, on: np.ndarray, *, max_step_s: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, ends)``: the times where ``on`` turns on (the first frame that is on) and off (the first frame that
+    is off again), counting only changes between neighbouring samples (``max_step_s`` apart at most)."""
+    if len(t) < 2:
+        return np.zeros(0), np.zeros(0)
+    order = np.argsort(t, kind="stable")
+    tt, oo = t[order], on[order]
+    close = np.diff(tt) <= max_step_s
+    rise = close & ~oo[:-1] & oo[1:]
+    fall = close & oo[:-1] & ~oo[1:]
+    return tt[1:][rise], tt[1:][fall]
+
+
 def snap_to_frames(
-    segments: Sequence[Segment], frame_t: np.ndarray, frame_black: np.ndarray, *, reach_s: float = 0.3
+    segments: Sequence[Segment],
+    black: tuple[np.ndarray, np.ndarray],
+    silence: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    reach_s: float = 0.3,
 ) -> list[Segment]:
-    """Each boundary within ``reach_s`` of a change between a black and a non-black decoded frame moves to the
-    first frame after the change (a break begins at its first black frame and ends after its last one: the segment
-    file's convention); boundaries elsewhere stay."""
-    if len(segments) < 2 or len(frame_t) < 2:
-        return list(segments)
-    order = np.argsort(frame_t, kind="stable")
-    ft, fb = frame_t[order], frame_black[order] >= 0.5
-    change_t = ft[1:][fb[1:] != fb[:-1]]
-    gaps_ok = np.diff(ft)[fb[1:] != fb[:-1]] <= 0.1  # consecutive decoded frames, not two grid frames apart
-    change_t = change_t[gaps_ok]
-    if change_t.size == 0:
-        return list(segments)
+    """Move each boundary onto the exact edge of the separator it was decided at: a break begins with its first black
+    frame and ends after its last one (the segment file's convention), so program -> ad moves to the nearest start of
+    a black run within ``reach_s``, ad -> program to the nearest end of one; where no black edge is that close, the
+    edge of a silent run (``silence``: the sound's own starts and ends of silence, 50 ms apart) is used the same way
+    (spots joined without black still open and close on silence). Other boundaries stay."""
     out = list(segments)
     for i in range(len(out) - 1):
         b = out[i].end
-        j = int(np.argmin(np.abs(change_t - b)))
-        nb = float(change_t[j])
-        if abs(nb - b) <= reach_s and out[i].start < nb < out[i + 1].end:
-            out[i] = Segment(out[i].start, nb, out[i].label)
-            out[i + 1] = Segment(nb, out[i + 1].end, out[i + 1].label)
+        into_ad = is_ad(out[i + 1].label) and not is_ad(out[i].label)
+        out_of_ad = is_ad(out[i].label) and not is_ad(out[i + 1].label)
+        if not (into_ad or out_of_ad):
+            continue
+        choice = None
+        for starts, ends in (black, silence) if silence is not None else (black,):
+            candidates = starts if into_ad else ends
+            if candidates.size:
+                j = int(np.argmin(np.abs(candidates - b)))
+                if abs(candidates[j] - b) <= reach_s:
+                    choice = float(candidates[j])
+                    break
+        if choice is not None and out[i].start < choice < out[i + 1].end:
+            out[i] = Segment(out[i].start, choice, out[i].label)
+            out[i + 1] = Segment(choice, out[i + 1].end, out[i + 1].label)
     return merge_adjacent(out)
