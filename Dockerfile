@@ -11,6 +11,8 @@ RUN npm run build
 FROM python:3.11-slim-bookworm
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
+# FFmpeg's program decodes a recording's sound for `adbreak scan` (PyAV, below, brings its own libraries)
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md NOTICE ./
 COPY adbreak adbreak
 COPY edge edge
