@@ -16,6 +16,7 @@ from adbreak import __version__
 from adbreak.times import parse_instant
 from adbreak.wire import DEVICE_RE
 from server.counters import RateLimitedLog
+from server.recordings import source_name_ok
 from server.store import MAX_LIMIT
 
 if TYPE_CHECKING:
@@ -55,8 +56,9 @@ def _window(args: dict[str, str]) -> dict:
     out: dict = {}
     device = args.get("device")
     if device is not None:
-        if not DEVICE_RE.match(device):
-            raise BadRequest(f"device={device!r} is not a device name ({DEVICE_RE.pattern})")
+        if not source_name_ok(device):
+            raise BadRequest(f"device={device!r} is not a device name ({DEVICE_RE.pattern}) or a recording's "
+                             "device (rec:...)")
         if runtime().store.device(device) is None:
             raise NotFound(f"unknown device {device!r}")
         out["device"] = device

@@ -22,6 +22,7 @@ from adbreak import exports
 from adbreak.wire import DEVICE_RE
 from server import dataset, export_data
 from server.api import API_PREFIX, _params, parse_time, runtime
+from server.recordings import source_name_ok
 
 bp = Blueprint("api_export", __name__, url_prefix=API_PREFIX)
 
@@ -32,8 +33,9 @@ def _device(args: dict[str, str], *, required: bool) -> str | None:
         if required:
             raise BadRequest("device is required")
         return None
-    if not DEVICE_RE.match(device):
-        raise BadRequest(f"device={device!r} is not a device name ({DEVICE_RE.pattern})")
+    if not source_name_ok(device):
+        raise BadRequest(f"device={device!r} is not a device name ({DEVICE_RE.pattern}) or a recording's device "
+                         "(rec:...)")
     if runtime().store.device(device) is None:
         raise NotFound(f"unknown device {device!r}")
     return device

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 from sqlalchemy import and_, func, select
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
-from server import review, stats
+from server import recordings, review, stats
 from server.api import API_PREFIX, _params, _window, parse_time, runtime
 from server.auth import current_username, parse_body
 from server.ingest import JobRefused
@@ -187,7 +187,8 @@ def _read_stats_rows(device: str | None, start: float, end: float) -> dict[str, 
     with runtime().store._read() as conn:
         devs = conn.execute(select(DEVICES.c.id, DEVICES.c.name, DEVICES.c.muted)
                             .where(DEVICES.c.name == device) if device is not None
-                            else select(DEVICES.c.id, DEVICES.c.name, DEVICES.c.muted)).all()
+                            else select(DEVICES.c.id, DEVICES.c.name, DEVICES.c.muted)  # recordings are no device
+                            .where(~DEVICES.c.name.startswith(recordings.KEY_PREFIX, autoescape=True))).all()
         ids = [d.id for d in devs]
         segs: dict[int, list[dict]] = {i: [] for i in ids}
         q = (select(SEGMENTS.c.device_id, SEGMENTS.c.label, SEGMENTS.c.start, SEGMENTS.c.end)

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from adbreak.errors import AdbreakError
 from adbreak.mqtt_security import TlsOptions
 from adbreak.wire import Kind
-from server import api, api_devices, api_export, api_ha, api_review, api_rules, auth, web
+from server import api, api_devices, api_export, api_ha, api_recordings, api_review, api_rules, auth, web
 from server.bridge import BrokerConfig, MqttBridge
 from server.counters import Counters
 from server.db import check_schema, make_engine, make_sessionmaker, shown
@@ -202,6 +202,7 @@ def create_app(settings: ServerSettings, *, start_mqtt: bool = True) -> tuple[Fl
     app.register_blueprint(api_rules.bp)
     app.register_blueprint(api_export.bp)
     app.register_blueprint(api_devices.bp)
+    app.register_blueprint(api_recordings.bp)
     app.register_blueprint(web.bp)
     api.register_error_handlers(app)
     if start_mqtt:

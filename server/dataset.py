@@ -7,8 +7,10 @@ reviewed segment, at least ``margin_s`` from its edges, gets that segment's labe
 ``adbreak train DIR`` reads (``adbreak/training/dataset.py``):
 
 ``DIR/<label>/<device>-<YYYYMMDD>_t<seconds since 00:00 UTC>.jpg``: one "recording" per device and UTC day, so
-the split by time keeps each day's frames together, in time order; plus ``DIR/manifest.csv`` (one row per frame:
-where it came from, its review, what it was corrected from) and ``DIR/summary.json`` (counts).
+the split by time keeps each day's frames together, in time order (a recording sent for review, device
+``rec:<key>``, is one "recording" of its own: ``DIR/<label>/rec-<key>_t<seconds from its start>.jpg``); plus
+``DIR/manifest.csv`` (one row per frame: where it came from, its review, what it was corrected from) and
+``DIR/summary.json`` (counts).
 
 Layers: :func:`assign` (pure: which keyframe gets which label), :func:`plan` (pure: names, manifest, summary),
 :func:`load_plan` (reads the database and checks the files), :func:`write_dir` / :func:`write_zip` (copy the
@@ -38,6 +40,7 @@ from adbreak.errors import AdbreakError
 from adbreak.segments import AD_LABEL
 from adbreak.training.dataset import frame_name
 from server.models import Device, Keyframe, Segment
+from server.recordings import is_recording_key
 
 SEGMENTS = Segment.__table__
 DEVICES = Device.__table__
@@ -127,7 +130,11 @@ class Plan:
 # ---------------------------------------------------------------------------------------------------- pure logic
 def recording_of(device: str, ts: float) -> tuple[str, float]:
     """``(<device>-<YYYYMMDD>, seconds since that day's 00:00 UTC)``: one recording per device and day (frame names
-    keep only letters, digits, dots and dashes: ``living_room`` becomes ``living-room``)."""
+    keep only letters, digits, dots and dashes: ``living_room`` becomes ``living-room``). A recording sent for
+    review (``server.recordings``, device ``rec:<key>``) is one recording, its times already from its start:
+    ``(rec-<key>, ts)``."""
+    if is_recording_key(device):
+        return device.replace(":", "-", 1), ts
     day = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return f"{device}-{day:%Y%m%d}", ts - day.timestamp()
 
@@ -377,5 +384,5 @@ def write_zip(p: Plan, fileobj: IO[bytes], top: str) -> None:
 
 def dataset_name(device: str | None, start: float | None, now: float) -> str:
     """``adbreak-dataset-tv1-20261123T100000Z``: the zip's name and its top folder."""
-    when = start if start is not None else now
-    return f"adbreak-dataset-{device or 'all'}-{datetime.fromtimestamp(when, UTC):%Y%m%dT%H%M%SZ}"
+    when = start if start is not None and not is_recording_key(device) else now
+    return f"adbreak-dataset-{(device or 'all').replace(':', '-')}-{datetime.fromtimestamp(when, UTC):%Y%m%dT%H%M%SZ}"

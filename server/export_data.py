@@ -14,10 +14,12 @@ from adbreak import exports
 from adbreak.errors import AdbreakError
 from adbreak.exports import Span, Timeline
 from server.db import check_schema, make_engine, shown, sqlite_path
-from server.models import Device, Segment
+from server.models import Device, Recording, Segment
+from server.recordings import file_stem, is_recording_key
 
 SEGMENTS = Segment.__table__
 DEVICES = Device.__table__
+RECORDINGS = Recording.__table__
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,18 @@ def build_export(conn: Connection, device: str, start: float, end: float, fmt: s
         raise exports.ExportError(f"device {device!r}: {exc} [{exports.stamp(start)}, {exports.stamp(end)})") \
             from None
     text = exports.render(fmt, timeline.segments, timeline.duration, fps=fps)
-    return Export(text, timeline, exports.export_filename(device, start, fmt), exports.CONTENT_TYPES[fmt])
+    return Export(text, timeline, _filename(conn, device, start, fmt), exports.CONTENT_TYPES[fmt])
+
+
+def _filename(conn: Connection, device: str, start: float, fmt: str) -> str:
+    """``tv1_20261123T100000Z.edl``; for a recording sent for review, its own name: ``The_Show.edl`` (the sidecar
+    a DVR tool looks for beside ``The Show.ts``)."""
+    if is_recording_key(device):
+        name = conn.scalar(select(RECORDINGS.c.name).join_from(RECORDINGS, DEVICES, RECORDINGS.c.device_id ==
+                                                                DEVICES.c.id).where(DEVICES.c.name == device))
+        if name is not None:
+            return f"{file_stem(name)}.{exports.EXTENSIONS[fmt]}"
+    return exports.export_filename(device, start, fmt)
 
 
 def read(engine: Engine, what: str, fn, *args, **kwargs):

@@ -9,7 +9,8 @@
   never lacks its file; a file whose row rolled back is an orphan, removed by the sweep at start.
 * Retention (:meth:`KeyframeStore.retention`, a job on the ingest worker: at start, then every
   :data:`RETENTION_INTERVAL_S`): rows received more than ``keyframes_max_days`` ago go, then the oldest until the
-  total is within ``keyframes_max_mb`` (MB = 10^6 bytes); their files are removed after the commit.
+  total is within ``keyframes_max_mb`` (MB = 10^6 bytes); their files are removed after the commit. The pictures of
+  recordings sent for review (``server.recordings``) are neither counted nor deleted: they go with the recording.
 * Reads for the API: :meth:`KeyframeStore.keyframes` and :meth:`KeyframeStore.keyframe`.
 
 The health counters count ``keyframes_stored`` and ``keyframes_deleted``. No Flask, no paho.
@@ -33,6 +34,7 @@ from adbreak.wire import KeyframePayload
 from server.counters import Counters, RateLimitedLog
 from server.models import Device, Keyframe
 from server.periodic import PeriodicJob
+from server.recordings import recording_device_ids
 from server.store import MAX_LIMIT, SegmentStore
 
 log = logging.getLogger(__name__)
@@ -139,15 +141,16 @@ class KeyframeStore:
         round through ``resubmit`` while more are due). Returns how many rows it deleted."""
         conn = batch.conn
         cutoff = self._clock() - self.max_age_s
+        live = KEYFRAMES.c.device_id.not_in(recording_device_ids())  # a recording's go only with it
         victims = conn.execute(
-            select(KEYFRAMES.c.id, KEYFRAMES.c.path, KEYFRAMES.c.bytes).where(KEYFRAMES.c.received < cutoff)
+            select(KEYFRAMES.c.id, KEYFRAMES.c.path, KEYFRAMES.c.bytes).where(KEYFRAMES.c.received < cutoff, live)
             .order_by(KEYFRAMES.c.received, KEYFRAMES.c.id).limit(RETENTION_CHUNK)
         ).all()
-        total = int(conn.execute(select(func.coalesce(func.sum(KEYFRAMES.c.bytes), 0))).scalar_one())
+        total = int(conn.execute(select(func.coalesce(func.sum(KEYFRAMES.c.bytes), 0)).where(live)).scalar_one())
         total -= sum(v.bytes for v in victims)
         if total > self.max_bytes and len(victims) < RETENTION_CHUNK:
             rows = conn.execute(
-                select(KEYFRAMES.c.id, KEYFRAMES.c.path, KEYFRAMES.c.bytes).where(KEYFRAMES.c.received >= cutoff)
+                select(KEYFRAMES.c.id, KEYFRAMES.c.path, KEYFRAMES.c.bytes).where(KEYFRAMES.c.received >= cutoff, live)
                 .order_by(KEYFRAMES.c.received, KEYFRAMES.c.id).limit(RETENTION_CHUNK - len(victims))
             )
             for row in rows:

@@ -314,3 +314,34 @@ class RuleRun(Base):
     detail: Mapped[str] = mapped_column(String(8192))
     """JSON list, one entry per action: what was done and how it went."""
     event_id: Mapped[str | None] = mapped_column(String(32))
+
+
+# ---------------------------------------------------------------------------------------------------- issue 14
+class Recording(Base):
+    """A recording file scanned by ``adbreak scan`` and sent to the server for review (``PUT /api/v1/recordings/
+    <name>``). Its segments, keyframes and corrections live in the device tables, under a device row of its own
+    whose name is :attr:`device` ``rec:<key>`` (a name no MQTT device can have); their times are seconds from the
+    recording's start (epoch 0 is its first frame), so review, corrections, exports and the training set work on it
+    as on a device. ``server.recordings`` writes it."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    """The file name (without its folder), as the user knows the recording."""
+    duration_s: Mapped[float] = mapped_column(Float)
+    fps: Mapped[float] = mapped_column(Float)
+    scanned_at: Mapped[float | None] = mapped_column(Float)
+    uploaded: Mapped[float] = mapped_column(Float)
+    """Server time of the last upload."""
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(256))
+    info: Mapped[str] = mapped_column(String(8192))
+    """JSON object: the recording's container, codecs, size, audio (``ScanResult.info``)."""
+    scan: Mapped[str] = mapped_column(String(8192))
+    """JSON object: how the scan went (mode, frames analysed, timings, gaps, warnings)."""
+    segments_sha: Mapped[str] = mapped_column(String(64))
+    """sha256 of the uploaded duration and segments: a re-send of the same scan changes nothing."""
+
+    device: Mapped[Device] = relationship()

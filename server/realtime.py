@@ -1,11 +1,12 @@
 """Socket.IO (Flask-SocketIO, ``async_mode="threading"``): what the browser dashboard is pushed (``docs/api.md``).
 
-On connect a client gets ``hello`` ``{"devices": [Device]}``; afterwards ``device``, ``segment`` and ``firing`` as
-things happen, and ``telemetry`` in batches: every 0.2 s, one list with the latest sample of each device that sent one
-(one emit for all devices, not one per sample: at 1,000 TVs sending 1 Hz telemetry, 5 emits a second instead of
-1,000). Emits come from the ingest worker after each batch commits (and from a thread that
-writes on its own, e.g. the watchdog of a store without a worker); Flask-SocketIO broadcasts them to every client of
-the namespace ``/``. Within :meth:`Realtime.coalesce` (one ingest batch) a device is pushed once, in its last state.
+On connect a client gets ``hello`` ``{"devices": [Device], "recordings": [{name, device, duration_s, fps}]}``;
+afterwards ``device``, ``segment``, ``firing`` and ``recording`` as things happen, and ``telemetry`` in batches:
+every 0.2 s, one list with the latest sample of each device that sent one (one emit for all devices, not one per
+sample: at 1,000 TVs sending 1 Hz telemetry, 5 emits a second instead of 1,000). Emits come from the ingest worker
+after each batch commits (and from a thread that writes on its own, e.g. the watchdog of a store without a worker);
+Flask-SocketIO broadcasts them to every client of the namespace ``/``. Within :meth:`Realtime.coalesce` (one ingest
+batch) a device is pushed once, in its last state.
 
 Several servers: with a Redis URL (``ADBREAK_SERVER_REDIS_URL``) Flask-SocketIO's message queue carries every emit
 through Redis pub/sub to every server, each of which sends it to its own browsers: a browser connected to server B
@@ -48,10 +49,18 @@ def create_socketio(app: Flask, store: SegmentStore, *, redis_url: str | None = 
         if not socket_allowed(auth):
             log.info("Socket.IO connection refused: not signed in")
             return False
-        emit("hello", {"devices": store.devices()})
+        emit("hello", {"devices": store.devices(), "recordings": _recordings(store)})
         return True
 
     return socketio
+
+
+def _recordings(store: SegmentStore) -> list[dict]:
+    """The recordings sent for review (``server.recordings``), for the dashboard's Review picker."""
+    from server.recordings import recording_names
+
+    with store._read() as conn:
+        return recording_names(conn)
 
 
 def check_redis(url: str, timeout_s: float = 5.0) -> None:
@@ -127,6 +136,11 @@ class Realtime:
     def correction(self, data: dict) -> None:
         """A stored user correction (``Correction`` of docs/api.md)."""
         self._emit("correction", data)
+
+    def recording(self, data: dict) -> None:
+        """A recording sent for review changed: ``{"change": "created"|"replaced"|"unchanged"|"keyframes"|"deleted",
+        "name", "device", "recording": Recording|null}``."""
+        self._emit("recording", data)
 
     def telemetry(self, data: dict) -> bool:
         """Queue one telemetry sample for the next batch; False if it replaced the same device's queued sample."""

@@ -11,7 +11,8 @@ What it deletes (a horizon of 0 days keeps that kind forever):
   (default 90);
 * **corrections** (the review audit trail) older than ``corrections_days`` (default 365).
 
-Open segments are never deleted. Telemetry is not stored in the database (it only moves a device's ``last_seen``),
+Open segments are never deleted, nor the segments of a recording sent for review (``server.recordings``: they go
+when it is deleted). Telemetry is not stored in the database (it only moves a device's ``last_seen``),
 and keyframes have their own limits (:mod:`server.keyframes`).
 
 Each call of :meth:`Retention.step` deletes at most ``batch_rows`` rows per table in the caller's transaction. In the
@@ -41,6 +42,7 @@ from sqlalchemy import Connection, and_, delete, exists, func, literal, select
 
 from server.models import Correction, Device, Event, RuleFiring, RuleRun, Segment
 from server.periodic import PeriodicJob
+from server.recordings import recording_device_ids
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,10 @@ class RetentionPolicy:
 
 
 def _old_segments(cutoff: float, seg: Any = SEGMENTS):
-    # ``start <= end`` always, so ``start < cutoff`` narrows by the index on start
-    return and_(seg.c.status != "open", seg.c.start < cutoff, seg.c.end < cutoff)
+    # ``start <= end`` always, so ``start < cutoff`` narrows by the index on start; a recording's segments (times from
+    # its start, so "old") go only with the recording (``server.recordings``)
+    return and_(seg.c.status != "open", seg.c.start < cutoff, seg.c.end < cutoff,
+                seg.c.device_id.not_in(recording_device_ids()))
 
 
 def _old_events(cutoffs: dict[str, float | None]):

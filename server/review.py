@@ -13,7 +13,7 @@ Rules: an open segment (still growing) is never edited, nor an edge it shares; e
 :data:`MIN_SEGMENT_S`; the first change of a segment keeps the detector's label in ``detected_label``; every
 changed segment gets ``review`` (``corrected``, or ``confirmed`` for a confirmation), ``reviewed_by`` and
 ``reviewed_ts``. Moving a shared edge moves both segments; an edge next to a gap (an interruption) moves within the
-gap.
+gap. A recording's segments (``server.recordings``) stay within ``[0, duration]``.
 
 No Flask and no MQTT here: the API (``server.api_review``) turns :class:`CorrectionError` into 400 / 404 / 409.
 """
@@ -28,6 +28,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from server.models import Correction, Device, Segment
+from server.recordings import duration_of_device
 
 MIN_SEGMENT_S = 1.0
 """The shortest segment a correction may leave (seconds)."""
@@ -346,6 +347,12 @@ def correct(conn: Connection, action: str, ids: list[int], *, user: str, now: fl
         plan = plan_confirm(segs, ids[0], user=user, now=now)
     else:
         raise ValueError(f"unknown correction {action!r}")
+    duration = duration_of_device(conn, device_id)
+    if duration is not None:  # a recording's segments stay inside it: [0, duration]
+        for seg in plan.after:
+            if seg["start"] < -EDGE_EPS or (seg["end"] is not None and seg["end"] > duration + EDGE_EPS):
+                raise CorrectionError("invalid", f"the recording's segments lie between 0 and its end, "
+                                      f"{_fmt(duration)} s")
     result = apply_plan(segs, plan)
     bad = overlaps(result, now)
     if bad:  # a planning bug must never reach the table

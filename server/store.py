@@ -54,6 +54,7 @@ from adbreak.wire import Availability, EventPayload, StatePayload
 from server.counters import Counters
 from server.device_settings import settings_view
 from server.models import Device, Event, RuleFiring, Segment
+from server.recordings import KEY_PREFIX as RECORDING_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -696,8 +697,11 @@ class SegmentStore:
 
     # ------------------------------------------------------------------ reads
     def devices(self) -> list[dict]:
+        """The devices, by name; without the device rows of recordings sent for review (``server.recordings``)."""
+        q = (select(DEVICES).where(~DEVICES.c.name.startswith(RECORDING_PREFIX, autoescape=True))
+             .order_by(DEVICES.c.name))
         with self._read() as conn:
-            return [self.device_dict(d) for d in conn.execute(select(DEVICES).order_by(DEVICES.c.name)).mappings()]
+            return [self.device_dict(d) for d in conn.execute(q).mappings()]
 
     def device(self, name: str) -> dict | None:
         with self._read() as conn:

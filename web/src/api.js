@@ -76,3 +76,4 @@ export const fetchSegments = async ({ device, start, end, limit = 10000 }) =>
   (await getJSON("segments", { device, start, end, limit })).segments;
 export const fetchFirings = async ({ device, start, end, limit = 10000 }) =>
   (await getJSON("rules/firings", { device, start, end, limit })).firings;
+export const fetchRecordings = async () => (await getJSON("recordings")).recordings;

@@ -1,5 +1,6 @@
 // Formatting and local-calendar helpers. Every instant in the API is Unix epoch seconds; everything shown is the
-// browser's local time.
+// browser's local time, except the times of a recording sent for review: seconds from its start, shown as H:MM:SS
+// (the `offsetClock`; a device's are on the `wallClock`).
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 const hmFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
@@ -62,3 +63,21 @@ export function parseIsoDay(value) {
   const d = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
   return Number.isNaN(d.getTime()) ? null : d;
 }
+
+/** "1:02:03" from seconds (a recording's time from its start); tenths with `tenths` when not whole. */
+export function fmtOffset(seconds, tenths = false) {
+  if (seconds == null || !Number.isFinite(seconds)) return "—";
+  const sign = seconds < 0 ? "-" : "";
+  const whole = tenths ? Math.round(Math.abs(seconds) * 10) / 10 : Math.floor(Math.abs(seconds) + 1e-6);
+  const s = Math.floor(whole);
+  const frac = Math.round((whole - s) * 10);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${sign}${Math.floor(s / 3600)}:${p(Math.floor(s / 60) % 60)}:${p(s % 60)}${tenths && frac ? `.${frac}` : ""}`;
+}
+
+/**
+ * How a view shows instants: `time` (to the second), `short` (axis ticks), `origin(t)` (where the axis ticks count
+ * from). A device's times are wall-clock; a recording's, seconds from its start.
+ */
+export const wallClock = { time: fmtTime, short: fmtHM, origin: (t) => dayStart(new Date(t * 1000)) };
+export const offsetClock = { time: (t) => fmtOffset(t), short: (t) => fmtOffset(t), origin: () => 0 };

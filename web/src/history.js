@@ -1,13 +1,28 @@
-// Review view (#/history?device=..&date=YYYY-MM-DD): one device, one local day. A zoomable timeline of the
-// segments (reviewed ones marked) with a confidence track and the mute/unmute markers; totals; click a segment (on
-// the timeline or in the table) for its detail panel: times, confidence, model, keyframes, and the corrections
-// (relabel, split, merge with the previous/next, move start/end, confirm: docs/api.md "Review"); the day's
-// corrections with who and when. Live `segment` events keep it current.
+// Review view (#/history?device=..&date=YYYY-MM-DD): one device, one local day; or one recording sent for review
+// (#/history?device=rec:..., picked under "Recordings" by its file name), whole, its times H:MM:SS from its start. A
+// zoomable timeline of the segments (reviewed ones marked) with a confidence track and the mute/unmute markers;
+// totals; click a segment (on the timeline or in the table) for its detail panel: times, confidence, model,
+// keyframes, and the corrections (relabel, split, merge with the previous/next, move start/end, confirm: docs/api.md
+// "Review"); the day's corrections with who and when; exports. Live `segment` and `recording` events keep it current.
 
 import "./review.css";
-import { ApiError, apiUrl, fetchFirings, fetchSegments, getJSON, request } from "./api.js";
+import { ApiError, apiUrl, fetchFirings, fetchRecordings, fetchSegments, getJSON, request } from "./api.js";
 import { h, setText } from "./dom.js";
-import { dayEnd, dayStart, fmtDay, fmtDuration, fmtMinutes, fmtPct, fmtTime, isoDay, nowS, parseIsoDay } from "./format.js";
+import {
+  dayEnd,
+  dayStart,
+  fmtDay,
+  fmtDuration,
+  fmtMinutes,
+  fmtOffset,
+  fmtPct,
+  fmtTime,
+  isoDay,
+  nowS,
+  offsetClock,
+  parseIsoDay,
+  wallClock,
+} from "./format.js";
 import { ReviewTimeline } from "./timeline.js";
 
 const EDGE_EPS = 1e-6;
@@ -43,6 +58,23 @@ export function parseTimeInput(text, { base, ref }) {
   return best;
 }
 
+/** A time in a recording typed by the user: "H:MM:SS[.s]" or "M:SS[.s]" from its start, "+N" / "-N" seconds from
+ * `base`, or plain seconds. NaN when it is none of these. */
+export function parseOffsetInput(text, { base }) {
+  const v = String(text ?? "").trim();
+  if (/^[+-]\d+(\.\d+)?$/.test(v)) return base + Number(v);
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
+  const m = /^(?:(\d+):)?(\d{1,2}):(\d{2})(\.\d+)?$/.exec(v);
+  if (!m) return NaN;
+  const [hh, mm, ss] = [Number(m[1] ?? 0), Number(m[2]), Number(m[3])];
+  if (ss > 59 || (m[1] !== undefined && (mm > 59 || m[2].length !== 2))) return NaN;
+  return hh * 3600 + mm * 60 + ss + (m[4] ? Number(m[4]) : 0);
+}
+
+/** The value shown in a time input: local wall-clock "HH:MM:SS" for a device, "H:MM:SS" from the start for a
+ * recording (tenths when not whole, so that an input left as shown reads back as the same instant). */
+const inputTime = (recording, t) => (recording ? fmtOffset(t, true) : hms(t));
+
 const adjacent = (a, b) => a && b && a.end != null && Math.abs(b.start - a.end) <= EDGE_EPS;
 const LABEL = { ad: "AD", program: "PROGRAM" };
 
@@ -50,6 +82,8 @@ export class HistoryView {
   constructor(root) {
     this.root = root;
     this.devices = [];
+    this.recordings = [];
+    this.recording = null; // the shown recording (GET /recordings), null for a device
     this.device = "";
     this.date = new Date();
     this.segments = [];
@@ -69,7 +103,8 @@ export class HistoryView {
       onchange: () => this.navigate(),
     });
     this.deviceSelect = h("select", { id: "history-device", dataset: { testid: "history-device" }, onchange: () => this.navigate() });
-    this.title = h("h2", { class: "history-title" });
+    this.title = h("h2", { class: "history-title", dataset: { testid: "history-title" } });
+    this.recInfo = h("p", { class: "sub", dataset: { testid: "history-recording-info" }, hidden: true });
     this.status = h("p", { class: "status-line", dataset: { testid: "history-status" }, role: "status" });
     this.totals = h("div", { class: "totals", dataset: { testid: "history-totals" } });
     this.timeline = new ReviewTimeline("history-timeline", { onPick: (t, seg) => this.onPick(t, seg) });
@@ -78,21 +113,29 @@ export class HistoryView {
     this.fireBody = h("tbody");
     this.corrBody = h("tbody");
     this.exportLinks = h("div", { class: "export-links", dataset: { testid: "review-exports" } });
+    this.exportTitle = h("span", { text: "Export this day " });
+    this.dayControls = h(
+      "span",
+      { class: "day-controls" },
+      h("label", { for: "history-date" }, "Day"),
+      this.dateInput,
+      h("button", { type: "button", class: "btn", onclick: () => this.shiftDay(-1), title: "previous day", dataset: { testid: "history-prev" } }, "‹"),
+      h("button", { type: "button", class: "btn", onclick: () => this.goToday(), dataset: { testid: "history-today" } }, "Today"),
+      h("button", { type: "button", class: "btn", onclick: () => this.shiftDay(1), title: "next day", dataset: { testid: "history-next" } }, "›"),
+    );
+    this.firingsSection = table("Auto-mute firings", "history-firings", ["Time", "Action", "Reason", "Topic", "Payload"], this.fireBody);
     this.datasetNote = h("p", { class: "sub", dataset: { testid: "review-dataset-summary" } });
 
     root.append(
       h(
         "form",
         { class: "controls", onsubmit: (e) => e.preventDefault() },
-        h("label", { for: "history-date" }, "Day"),
-        this.dateInput,
         h("label", { for: "history-device" }, "Device"),
         this.deviceSelect,
-        h("button", { type: "button", class: "btn", onclick: () => this.shiftDay(-1), title: "previous day", dataset: { testid: "history-prev" } }, "‹"),
-        h("button", { type: "button", class: "btn", onclick: () => this.goToday(), dataset: { testid: "history-today" } }, "Today"),
-        h("button", { type: "button", class: "btn", onclick: () => this.shiftDay(1), title: "next day", dataset: { testid: "history-next" } }, "›"),
+        this.dayControls,
       ),
       this.title,
+      this.recInfo,
       this.status,
       this.totals,
       h(
@@ -104,11 +147,11 @@ export class HistoryView {
       this.detail,
       table("Segments", "history-segments", ["Start", "End", "Duration", "Label", "Status", "Confidence", "Model", "Review"], this.segBody),
       table("Corrections", "review-corrections", ["When", "Who", "Action", "What"], this.corrBody),
-      table("Auto-mute firings", "history-firings", ["Time", "Action", "Reason", "Topic", "Payload"], this.fireBody),
+      this.firingsSection,
       h(
         "section",
         { class: "panel card" },
-        h("h3", {}, "Export this day ", h("span", { class: "sub", text: "segments for players and editors; reviewed keyframes for retraining (adbreak train)" })),
+        h("h3", {}, this.exportTitle, h("span", { class: "sub", text: "segments for players and editors; reviewed keyframes for retraining (adbreak train)" })),
         this.exportLinks,
         this.datasetNote,
       ),
@@ -117,26 +160,95 @@ export class HistoryView {
   }
 
   isToday() {
-    return dayStart(this.date) === dayStart();
+    return !this.recording && dayStart(this.date) === dayStart();
+  }
+
+  /** What is shown: the local day, or the whole recording (seconds from its start). */
+  range() {
+    if (this.recording) return { start: 0, end: this.recording.duration_s };
+    return { start: dayStart(this.date), end: dayEnd(this.date) };
+  }
+
+  /** How times read here: wall-clock for a device, H:MM:SS from the start for a recording. */
+  get clock() {
+    return this.recording ? offsetClock : wallClock;
   }
 
   setDevices(devices) {
     this.devices = devices.map((d) => d.name).sort();
-    const keep = this.device;
-    this.deviceSelect.replaceChildren(
-      ...(this.devices.length ? [] : [h("option", { value: "", text: "no devices" })]),
-      ...this.devices.map((n) => h("option", { value: n, text: n })),
-    );
-    if (keep && !this.devices.includes(keep)) this.deviceSelect.append(h("option", { value: keep, text: keep }));
-    this.deviceSelect.value = keep || this.devices[0] || "";
+    this.buildPicker();
     if (this.visible && !this.device && this.deviceSelect.value) this.navigate();
+  }
+
+  /** The picker: the devices, then the recordings under their file names (value: the recording's device). */
+  buildPicker() {
+    const keep = this.device;
+    const recs = [...this.recordings].sort((a, b) => a.name.localeCompare(b.name));
+    this.deviceSelect.replaceChildren(
+      ...(this.devices.length || recs.length ? [] : [h("option", { value: "", text: "no devices" })]),
+      ...this.devices.map((n) => h("option", { value: n, text: n })),
+      recs.length
+        ? h(
+            "optgroup",
+            { label: "Recordings", dataset: { testid: "history-recordings" } },
+            ...recs.map((r) => h("option", { value: r.device, text: r.name, dataset: { testid: "history-recording-option" } })),
+          )
+        : null,
+    );
+    if (keep && !this.devices.includes(keep) && !recs.some((r) => r.device === keep))
+      this.deviceSelect.append(h("option", { value: keep, text: keep }));
+    this.deviceSelect.value = keep || this.devices[0] || recs[0]?.device || "";
+  }
+
+  /** The recordings sent for review, from Socket.IO's hello: the server keeps them, the view asks for them again
+   * when it shows (GET /recordings) and when one changes. */
+  setRecordings(recordings) {
+    this.recordingsServed = true;
+    this.gotRecordings(recordings);
+  }
+
+  /** The recordings sent for review (GET /recordings); the shown one's details follow. */
+  async loadRecordings() {
+    let recordings;
+    try {
+      recordings = await fetchRecordings();
+    } catch (e) {
+      console.warn("adbreak: recordings unavailable:", e.message);
+      return;
+    }
+    this.gotRecordings(recordings);
+  }
+
+  gotRecordings(recordings) {
+    this.recordings = recordings;
+    this.recordingsLoaded = true;
+    this.buildPicker();
+    const rec = this.recordings.find((r) => r.device === this.device) ?? null;
+    if (this.visible && this.device.startsWith("rec:") && JSON.stringify(rec) !== JSON.stringify(this.recording)) {
+      const again = !this.recording || !rec || rec.duration_s !== this.recording.duration_s;
+      this.recording = rec;
+      if (again) this.show(new URLSearchParams({ device: this.device }), { reload: true });
+      else this.renderRecordingInfo();
+    } else if (this.visible && !this.device && this.deviceSelect.value) this.navigate();
+  }
+
+  /** A recording was sent, replaced, given pictures or deleted (Socket.IO `recording`). */
+  onRecording(r) {
+    this.recordingsServed = true;
+    this.loadRecordings();
+    if (!this.visible || r.device !== this.device) return;
+    if (r.change === "replaced") this.load();
+    else if (r.change === "keyframes") {
+      this.keyframesFor = null; // the selected segment's pictures again
+      this.renderDetail();
+    }
   }
 
   /** Put the form's choice into the URL (#/history?device=..&date=..); the router then calls show(). */
   navigate() {
     const q = new URLSearchParams();
     if (this.deviceSelect.value) q.set("device", this.deviceSelect.value);
-    if (this.dateInput.value) q.set("date", this.dateInput.value);
+    if (this.dateInput.value && !this.deviceSelect.value.startsWith("rec:")) q.set("date", this.dateInput.value);
     location.hash = `#/history?${q}`;
   }
 
@@ -151,26 +263,65 @@ export class HistoryView {
     this.navigate();
   }
 
-  /** Called by the router with the hash's query. */
-  show(params) {
+  /** Called by the router with the hash's query (and again, `reload`, when the shown recording changed). */
+  show(params, { reload = false } = {}) {
     this.visible = true;
     const date = parseIsoDay(params.get("date")) ?? new Date();
     const device = params.get("device") || this.deviceSelect.value || this.devices[0] || "";
-    const same = device === this.device && dayStart(date) === dayStart(this.date) && this.loaded;
+    const isRec = device.startsWith("rec:");
+    const rec = isRec ? (this.recordings.find((r) => r.device === device) ?? null) : null;
+    const same = !reload && device === this.device && (isRec || dayStart(date) === dayStart(this.date)) && this.loaded;
     this.date = date;
     this.device = device;
+    this.recording = rec;
+    if (!reload && (this.recordingsServed || isRec)) this.loadRecordings(); // a scan may have been sent meanwhile
     this.dateInput.value = isoDay(this.date);
     if (this.device && ![...this.deviceSelect.options].some((o) => o.value === this.device))
       this.deviceSelect.append(h("option", { value: this.device, text: this.device }));
     this.deviceSelect.value = this.device;
-    setText(this.title, `${this.device || "—"} · ${fmtDay(this.date)}`);
+    this.dayControls.hidden = isRec;
+    this.firingsSection.hidden = isRec;
+    setText(this.exportTitle, isRec ? "Export this recording " : "Export this day ");
+    this.renderRecordingInfo();
+    if (isRec && !rec) {
+      // not (yet) in the list: its answer shows it
+      this.loaded = false;
+      this.token++;
+      this.segments = [];
+      setText(this.title, device);
+      setText(this.status, this.recordingsLoaded ? "No such recording (deleted?)." : "Loading…");
+      this.render();
+      return;
+    }
+    setText(this.title, isRec ? rec.name : `${this.device || "—"} · ${fmtDay(this.date)}`);
     if (!same) {
       this.selectedId = null;
       this.pick = null;
-      this.timeline.setDay(dayStart(this.date), dayEnd(this.date));
+      this.keyframesFor = null;
+      this.timeline.setClock(this.clock, isRec ? "recording" : "day");
+      const { start, end } = this.range();
+      this.timeline.setDay(start, end);
       this.fitPending = true;
     }
     this.load();
+  }
+
+  /** One line about the shown recording: length, breaks, pictures, who sent it. */
+  renderRecordingInfo() {
+    const r = this.recording;
+    this.recInfo.hidden = !r;
+    if (!r) return;
+    const when = (t) => `${isoDay(new Date(t * 1000))} ${fmtTime(t)}`;
+    const n = (count, what) => (count == null ? null : `${count} ${what}${count === 1 ? "" : "s"}`);
+    const parts = [
+      `Recording, ${fmtOffset(r.duration_s)} long`, // hello's entries have the name, length and frame rate only
+      r.ad_breaks == null ? null : `${n(r.ad_breaks, "ad break")} found`,
+      n(r.keyframes, "picture"),
+      r.scanned_at ? `scanned ${when(r.scanned_at)}` : null,
+      r.uploaded_by ? `sent by ${r.uploaded_by} ${when(r.uploaded)}` : null,
+      "times from its start",
+    ];
+    setText(this.recInfo, parts.filter(Boolean).join(" · "));
   }
 
   hide() {
@@ -188,12 +339,11 @@ export class HistoryView {
       return;
     }
     setText(this.status, "Loading…");
-    const start = dayStart(this.date);
-    const end = dayEnd(this.date);
+    const { start, end } = this.range();
     try {
       const [segments, firings] = await Promise.all([
         fetchSegments({ device: this.device, start, end }),
-        fetchFirings({ device: this.device, start, end }),
+        this.recording ? [] : fetchFirings({ device: this.device, start, end }),
       ]);
       if (token !== this.token) return;
       this.segments = segments;
@@ -208,18 +358,22 @@ export class HistoryView {
       if (token !== this.token) return;
       this.segments = [];
       this.firings = [];
-      setText(this.status, `Could not load this day: ${e.message}`);
+      setText(this.status, `Could not load this ${this.recording ? "recording" : "day"}: ${e.message}`);
     }
     this.render();
     this.loadCorrections();
     this.renderExports(token);
   }
 
-  /** Download links for the shown day (up to now when it is today) and the training set's summary. */
+  /** Download links for the shown day (up to now when it is today) or recording, and the training set's summary. */
   async renderExports(token) {
-    const start = dayStart(this.date);
-    const end = Math.min(dayEnd(this.date), Math.ceil(nowS()));
+    const seq = (this.exportSeq = (this.exportSeq ?? 0) + 1); // only the latest call finishes the links
+    const range = this.range();
+    const start = range.start;
+    const end = this.recording ? range.end : Math.min(range.end, Math.ceil(nowS()));
     const params = { device: this.device, start, end };
+    const fps = this.recording?.fps;
+    const comskipFps = fps >= 1 && fps <= 240 ? { fps: Math.round(fps * 1000) / 1000 } : {};
     const have = this.device && this.segments.length > 0 && end > start;
     const formats = [
       ["csv", "Segments CSV"],
@@ -231,22 +385,25 @@ export class HistoryView {
       enabled
         ? h("a", { class: "btn", href: String(url), download: "", dataset: { testid } }, text)
         : h("span", { class: "btn disabled", title, "aria-disabled": "true", dataset: { testid } }, text);
-    const items = formats.map(([f, text]) => link(`export-${f}`, text, apiUrl("export", { ...params, format: f }), have, "no segments on this day"));
+    const items = formats.map(([f, text]) =>
+      link(`export-${f}`, text, apiUrl("export", { ...params, format: f, ...(f === "comskip" ? comskipFps : {}) }), have, "no segments here"),
+    );
     this.exportLinks.replaceChildren(...items);
     if (!this.device) {
       setText(this.datasetNote, "");
       return;
     }
     try {
-      const summary = await getJSON("dataset/summary", params);
-      if (token !== this.token) return;
+      const dataParams = this.recording ? { device: this.device } : params; // a recording: all of it
+      const summary = await getJSON("dataset/summary", dataParams);
+      if (token !== this.token || seq !== this.exportSeq) return;
       const labels = Object.entries(summary.labels || {}).map(([k, v]) => `${v} ${k}`).join(", ");
-      this.exportLinks.append(link("export-dataset", "Training set (zip)", apiUrl("dataset", params), summary.trainable, summary.problem || ""));
+      this.exportLinks.append(link("export-dataset", "Training set (zip)", apiUrl("dataset", dataParams), summary.trainable, summary.problem || ""));
       setText(this.datasetNote, summary.trainable
         ? `Training set: ${summary.frames} frames from reviewed segments (${labels}).`
         : `Training set: ${summary.problem || "not enough reviewed frames; confirm or correct segments to add their keyframes"}`);
     } catch (e) {
-      if (token !== this.token) return;
+      if (token !== this.token || seq !== this.exportSeq) return;
       setText(this.datasetNote, `Training set unavailable: ${e.message}`);
     }
   }
@@ -254,12 +411,8 @@ export class HistoryView {
   async loadCorrections() {
     const token = this.token;
     try {
-      const { corrections } = await getJSON("corrections", {
-        device: this.device,
-        start: dayStart(this.date),
-        end: dayEnd(this.date),
-        limit: 500,
-      });
+      const { start, end } = this.range();
+      const { corrections } = await getJSON("corrections", { device: this.device, start, end, limit: 500 });
       if (token !== this.token) return;
       this.corrections = corrections;
     } catch (e) {
@@ -284,8 +437,7 @@ export class HistoryView {
 
   onSegment(s) {
     if (!this.visible || s.device !== this.device) return;
-    const from = dayStart(this.date);
-    const to = dayEnd(this.date);
+    const { start: from, end: to } = this.range();
     if (s.start >= to || (s.end != null && s.end <= from)) return;
     this.upsert(s);
     this.render();
@@ -344,6 +496,7 @@ export class HistoryView {
       this.note = `${what} · saved`;
       this.corrections = [answer.correction, ...this.corrections.filter((c) => c.id !== answer.correction.id)];
       this.renderCorrections();
+      this.renderExports(this.token); // the training set grows with every review
     } catch (e) {
       this.error = e instanceof ApiError ? e.message : String(e);
       this.note = "";
@@ -359,30 +512,41 @@ export class HistoryView {
   }
 
   split(seg) {
-    const at = parseTimeInput(this.splitInput.value, { base: seg.start, ref: (seg.start + seg.end) / 2 });
-    if (!Number.isFinite(at)) return this.fail(`split time ${JSON.stringify(this.splitInput.value)}: type HH:MM:SS, +seconds or pick it on the timeline`);
+    const at = this.parseInput(this.splitInput.value, { base: seg.start, ref: (seg.start + seg.end) / 2 });
+    if (!Number.isFinite(at)) return this.fail(`split time ${JSON.stringify(this.splitInput.value)}: type ${this.recording ? "H:MM:SS" : "HH:MM:SS"}, +seconds or pick it on the timeline`);
     const label = this.splitLabel.value || undefined;
-    this.correct(`Split at ${hms(at)}`, "POST", `segments/${seg.id}/split`, { at, ...(label ? { label } : {}) });
+    this.correct(`Split at ${this.clock.time(at)}`, "POST", `segments/${seg.id}/split`, { at, ...(label ? { label } : {}) });
   }
 
   merge(seg, other) {
     const body = { ids: [seg.id, other.id] };
     if (seg.label !== other.label) body.label = seg.label;
-    this.correct(`Merged ${fmtTime(Math.min(seg.start, other.start))}–${fmtTime(Math.max(seg.end, other.end))}`, "POST", "segments/merge", body);
+    const t = this.clock.time;
+    this.correct(`Merged ${t(Math.min(seg.start, other.start))}–${t(Math.max(seg.end, other.end))}`, "POST", "segments/merge", body);
   }
 
   move(seg) {
     // an input left as shown (rounded to tenths) means "unchanged", not "moved by the rounding"
-    const typed = (input, t) => (input.value.trim() === hms(t) ? t : parseTimeInput(input.value, { base: t, ref: t }));
+    const typed = (input, t) => (input.value.trim() === this.inputTime(t) ? t : this.parseInput(input.value, { base: t, ref: t }));
     const start = typed(this.startInput, seg.start);
     const end = typed(this.endInput, seg.end);
-    if (!Number.isFinite(start)) return this.fail(`start ${JSON.stringify(this.startInput.value)}: type HH:MM:SS or +/- seconds`);
-    if (!Number.isFinite(end)) return this.fail(`end ${JSON.stringify(this.endInput.value)}: type HH:MM:SS or +/- seconds`);
+    const form = this.recording ? "H:MM:SS" : "HH:MM:SS";
+    if (!Number.isFinite(start)) return this.fail(`start ${JSON.stringify(this.startInput.value)}: type ${form} or +/- seconds`);
+    if (!Number.isFinite(end)) return this.fail(`end ${JSON.stringify(this.endInput.value)}: type ${form} or +/- seconds`);
     const body = {};
     if (Math.abs(start - seg.start) > 1e-3) body.start = start;
     if (Math.abs(end - seg.end) > 1e-3) body.end = end;
     if (!Object.keys(body).length) return this.fail("start and end are unchanged");
-    this.correct(`Moved to ${hms(start)}–${hms(end)}`, "PATCH", `segments/${seg.id}`, body);
+    this.correct(`Moved to ${this.clock.time(start)}–${this.clock.time(end)}`, "PATCH", `segments/${seg.id}`, body);
+  }
+
+  /** A time input's value for `t`, and what the user typed read back (see `inputTime`, `parseOffsetInput`). */
+  inputTime(t) {
+    return inputTime(Boolean(this.recording), t);
+  }
+
+  parseInput(text, where) {
+    return this.recording ? parseOffsetInput(text, where) : parseTimeInput(text, where);
   }
 
   confirm(seg) {
@@ -413,9 +577,9 @@ export class HistoryView {
 
   // ------------------------------------------------------------------ rendering
   render() {
-    const from = dayStart(this.date);
-    const to = dayEnd(this.date);
+    const { start: from, end: to } = this.range();
     const now = nowS();
+    const t = this.clock.time;
     const segs = this.segments;
     const within = (s) => Math.max(0, Math.min(s.end ?? now, to) - Math.max(s.start, from));
     const ads = segs.filter((s) => s.label === "ad");
@@ -433,13 +597,15 @@ export class HistoryView {
     const share = adS + progS > 0 ? adS / (adS + progS) : null;
     const reviewed = segs.filter((s) => s.review).length;
     this.totals.replaceChildren(
-      stat("Ad minutes", fmtMinutes(adS), "history-ad-minutes"),
-      stat("Breaks", String(breaks.length), "history-breaks"),
-      stat("Program minutes", fmtMinutes(progS)),
-      stat("Ad share", share == null ? "—" : fmtPct(share)),
-      stat("Longest break", breaks.length ? fmtDuration(longest) : "—"),
-      stat("Mutes", String(mutes)),
-      stat("Reviewed", `${reviewed}/${segs.length}`, "history-reviewed"),
+      ...[
+        stat("Ad minutes", fmtMinutes(adS), "history-ad-minutes"),
+        stat("Breaks", String(breaks.length), "history-breaks"),
+        stat("Program minutes", fmtMinutes(progS)),
+        stat("Ad share", share == null ? "—" : fmtPct(share)),
+        stat("Longest break", breaks.length ? fmtDuration(longest) : "—"),
+        this.recording ? null : stat("Mutes", String(mutes)), // a recording mutes nothing
+        stat("Reviewed", `${reviewed}/${segs.length}`, "history-reviewed"),
+      ].filter(Boolean),
     );
 
     if (this.selectedId != null && !this.selected()) this.selectedId = null;
@@ -455,8 +621,8 @@ export class HistoryView {
                 dataset: { testid: "history-segment-row", label: s.label, id: String(s.id) },
                 onclick: () => this.select(s.id),
               },
-              h("td", { text: fmtTime(s.start) }),
-              h("td", { text: s.end == null ? "open" : fmtTime(s.end) }),
+              h("td", { text: t(s.start) }),
+              h("td", { text: s.end == null ? "open" : t(s.end) }),
               h("td", { class: "num", text: fmtDuration((s.end ?? now) - s.start) }),
               h("td", {}, chip(s.label)),
               h("td", { text: s.status }),
@@ -486,7 +652,8 @@ export class HistoryView {
   }
 
   renderCorrections() {
-    const day = dayStart(this.date);
+    const day = this.recording ? null : dayStart(this.date); // when it was corrected: a wall-clock time either way
+    const clock = this.clock;
     this.corrBody.replaceChildren(
       ...(this.corrections.length
         ? this.corrections.map((c) =>
@@ -496,7 +663,7 @@ export class HistoryView {
               h("td", { text: dayStart(new Date(c.ts * 1000)) === day ? fmtTime(c.ts) : `${isoDay(new Date(c.ts * 1000))} ${fmtTime(c.ts)}` }),
               h("td", { text: c.username }),
               h("td", { text: c.action }),
-              h("td", { class: "review-what", text: describe(c) }),
+              h("td", { class: "review-what", text: describe(c, clock) }),
             ),
           )
         : [h("tr", {}, h("td", { colspan: 4, class: "none", text: "No corrections." }))]),
@@ -543,7 +710,7 @@ export class HistoryView {
         h(
           "dl",
           { class: "facts" },
-          fact("From – to", `${fmtTime(seg.start)} – ${open ? "now (open)" : fmtTime(seg.end)}`, "review-detail-times"),
+          fact("From – to", `${this.clock.time(seg.start)} – ${open ? "now (open)" : this.clock.time(seg.end)}`, "review-detail-times"),
           fact("Duration", fmtDuration(end - seg.start)),
           fact("Status", seg.status),
           fact("Confidence", fmtPct(seg.confidence), "review-detail-confidence"),
@@ -569,8 +736,8 @@ export class HistoryView {
                   h(
                     "figure",
                     { class: "thumb", dataset: { testid: "review-keyframe" } },
-                    h("img", { src: k.url, alt: `frame at ${fmtTime(k.ts)}`, loading: "lazy" }),
-                    h("figcaption", {}, `${fmtTime(k.ts)} `, k.label ? chip(k.label) : null, k.p_ad != null ? ` p(ad) ${Number(k.p_ad).toFixed(2)}` : ""),
+                    h("img", { src: k.url, alt: `frame at ${this.clock.time(k.ts)}`, loading: "lazy" }),
+                    h("figcaption", {}, `${this.clock.time(k.ts)} `, k.label ? chip(k.label) : null, k.p_ad != null ? ` p(ad) ${Number(k.p_ad).toFixed(2)}` : ""),
                   ),
                 ),
               ),
@@ -589,7 +756,7 @@ export class HistoryView {
     }
     if (this.pick !== this.shownPick) {
       this.shownPick = this.pick;
-      if (this.pick != null && this.pick > seg.start && this.pick < end) this.splitInput.value = hms(this.pick);
+      if (this.pick != null && this.pick > seg.start && this.pick < end) this.splitInput.value = this.inputTime(this.pick);
     }
     this.errorEl.hidden = !this.error;
     setText(this.errorEl, this.error ?? "");
@@ -600,12 +767,12 @@ export class HistoryView {
   buildActions(seg, prev, next, typed) {
     const open = seg.end == null;
     const disabled = open || this.busy;
-    const middle = open ? "" : hms(this.pick != null && this.pick > seg.start && this.pick < seg.end ? this.pick : (seg.start + seg.end) / 2);
+    const middle = open ? "" : this.inputTime(this.pick != null && this.pick > seg.start && this.pick < seg.end ? this.pick : (seg.start + seg.end) / 2);
     this.splitInput = h("input", {
       type: "text",
       class: "time-input",
       inputmode: "decimal",
-      placeholder: "HH:MM:SS",
+      placeholder: this.recording ? "H:MM:SS" : "HH:MM:SS",
       "aria-label": "split at",
       dataset: { testid: "review-split-at" },
       value: typed ? typed.split : middle,
@@ -618,8 +785,8 @@ export class HistoryView {
       h("option", { value: "ad", text: "AD after" }),
       h("option", { value: "program", text: "PROGRAM after" }),
     );
-    this.startInput = h("input", { type: "text", class: "time-input", "aria-label": "start", dataset: { testid: "review-move-start" }, value: typed ? typed.start : hms(seg.start) });
-    this.endInput = h("input", { type: "text", class: "time-input", "aria-label": "end", dataset: { testid: "review-move-end" }, value: typed ? typed.end : open ? "" : hms(seg.end) });
+    this.startInput = h("input", { type: "text", class: "time-input", "aria-label": "start", dataset: { testid: "review-move-start" }, value: typed ? typed.start : this.inputTime(seg.start) });
+    this.endInput = h("input", { type: "text", class: "time-input", "aria-label": "end", dataset: { testid: "review-move-end" }, value: typed ? typed.end : open ? "" : this.inputTime(seg.end) });
     if (typed) this.splitLabel.value = typed.label;
     const btn = (testid, text, onclick, off = disabled, title = undefined) =>
       h("button", { type: "button", class: "btn", dataset: { testid }, disabled: off, title, onclick }, text);
@@ -641,7 +808,7 @@ export class HistoryView {
           h("label", {}, "Start ", this.startInput),
           h("label", {}, "End ", this.endInput),
           btn("review-move", "Move", () => this.move(seg)),
-          h("span", { class: "sub", text: "HH:MM:SS local time, or +/− seconds" }),
+          h("span", { class: "sub", text: this.recording ? "H:MM:SS from the recording's start, or +/− seconds" : "HH:MM:SS local time, or +/− seconds" }),
         ),
       ].filter(Boolean),
     );
@@ -675,17 +842,18 @@ function reviewText(s) {
   return `${s.review === "confirmed" ? "✓ confirmed" : "✎ corrected"}${was} · ${s.reviewed_by ?? "?"}`;
 }
 
-function span(s) {
-  return `${LABEL[s.label] ?? s.label} ${fmtTime(s.start)}–${s.end == null ? "open" : fmtTime(s.end)}`;
+function span(s, clock = wallClock) {
+  return `${LABEL[s.label] ?? s.label} ${clock.time(s.start)}–${s.end == null ? "open" : clock.time(s.end)}`;
 }
 
-/** One line for a correction: what was there and what is there now. */
-function describe(c) {
+/** One line for a correction: what was there and what is there now (segment times on `clock`). */
+function describe(c, clock = wallClock) {
+  const span1 = (s) => span(s, clock);
   const before = c.before ?? [];
   const after = c.after ?? [];
-  if (c.action === "confirm") return `confirmed ${after.map(span).join(", ")}`;
-  if (c.action === "relabel" && before.length && after.length) return `${span(before[0])} → ${LABEL[after[0].label] ?? "?"}`;
-  return `${before.map(span).join(" + ")} → ${after.map(span).join(" + ")}`;
+  if (c.action === "confirm") return `confirmed ${after.map(span1).join(", ")}`;
+  if (c.action === "relabel" && before.length && after.length) return `${span1(before[0])} → ${LABEL[after[0].label] ?? "?"}`;
+  return `${before.map(span1).join(" + ")} → ${after.map(span1).join(" + ")}`;
 }
 
 function sample(items, n) {

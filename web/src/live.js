@@ -378,6 +378,7 @@ export class LiveView {
   }
 
   onSegment(s) {
+    if (String(s.device).startsWith("rec:")) return; // a recording sent for review, corrected there: no TV
     const card = this.card(s.device);
     card.upsertSegment(s);
     card.render();

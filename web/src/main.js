@@ -2,8 +2,8 @@
 // (#/live, #/history?device=..&date=YYYY-MM-DD, #/stats, #/rules, #/devices, #/account).
 //
 // Every view is a class with `constructor(root)`, `show(params: URLSearchParams)` and `hide()`, and optionally
-// `setDevices(devices)`, `onDevice(d)`, `onSegment(s)`, `onSegmentRemoved(s)`, `onCorrection(c)`, `onFiring(f)`,
-// `onRuleRun(r)`: main.js fans the socket's
+// `setDevices(devices)`, `setRecordings(recordings)`, `onDevice(d)`, `onSegment(s)`, `onSegmentRemoved(s)`, `onCorrection(c)`, `onFiring(f)`,
+// `onRuleRun(r)`, `onRecording(r)`: main.js fans the socket's
 // events out to whichever views want them.
 
 import "./style.css";
@@ -101,11 +101,12 @@ function start() {
   helloSeen = false;
   socket = connect(
     {
-      hello: ({ devices }) => {
+      hello: ({ devices, recordings }) => {
         helloSeen = true;
         live.setDevices(devices, true);
         deviceNames = new Set(devices.map((d) => d.name));
         for (const [k, v] of Object.entries(views)) if (k !== "live") v.setDevices?.(devices);
+        if (Array.isArray(recordings)) each("setRecordings", recordings); // a server that keeps recordings
       },
       device: (d) => {
         each("onDevice", d);
@@ -120,6 +121,7 @@ function start() {
       telemetry: (t) => live.onTelemetry(t),
       firing: (f) => each("onFiring", f),
       rule_run: (r) => each("onRuleRun", r),
+      recording: (r) => each("onRecording", r),
     },
     setStatus,
   );

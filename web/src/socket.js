@@ -1,9 +1,10 @@
-// The Socket.IO side of the contract (namespace "/"): hello, device, segment, telemetry (batches), firing.
+// The Socket.IO side of the contract (namespace "/"): hello, device, segment, telemetry (batches), firing,
+// recording (a recording sent for review changed).
 // socket.io-client 4 speaks Engine.IO protocol 4, which python-socketio 5 / python-engineio 4 serve.
 
 import { io } from "socket.io-client";
 
-const EVENTS = ["hello", "device", "segment", "segment_removed", "correction", "telemetry", "firing", "rule_run"];
+const EVENTS = ["hello", "device", "segment", "segment_removed", "correction", "telemetry", "firing", "rule_run", "recording"];
 
 /**
  * Connect and dispatch. `handlers` maps event names to functions; `onStatus(status, detail)` gets

@@ -3,7 +3,7 @@
 // Children are keyed by segment id and updated in place, so the open segment can grow every second cheaply.
 
 import { h, setVariant } from "./dom.js";
-import { dayStart, fmtDuration, fmtHM, fmtPct, fmtTime } from "./format.js";
+import { dayStart, fmtDuration, fmtHM, fmtPct, fmtTime, wallClock } from "./format.js";
 
 const MIN_SPAN_S = 600;
 const TICK_STEPS_S = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600];
@@ -115,7 +115,8 @@ export class Timeline {
 // ---------------------------------------------------------------------------------------------------- review
 // The Review view's timeline: the same keyed segment bar (one child per segment, plus `data-id` and `data-review`)
 // with a confidence track and the mute/unmute firings as markers below it, zoomable (wheel, + / − buttons, the
-// range slider) and draggable. A click picks an instant (`onPick(t, segment)`), e.g. where to split.
+// range slider) and draggable. A click picks an instant (`onPick(t, segment)`), e.g. where to split. Its `clock`
+// (format.js) says how times read: wall-clock for a device, H:MM:SS from the start for a recording.
 
 const REVIEW_TICK_STEPS_S = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600];
 const MIN_VIEW_S = 60;
@@ -132,6 +133,7 @@ export class ReviewTimeline {
     this.now = 0;
     this.selectedId = null;
     this.pick = null;
+    this.clock = wallClock;
 
     this.bar = h("div", { class: "rtl-bar", dataset: { testid }, role: "list", "aria-label": "program and ad segments" });
     this.conf = h("div", { class: "rtl-conf", dataset: { testid: "review-confidence" }, "aria-hidden": "true" });
@@ -140,6 +142,7 @@ export class ReviewTimeline {
     this.nowLine = h("div", { class: "tl-now", hidden: true, title: "now" });
     this.axis = h("div", { class: "tl-axis rtl-axis", "aria-hidden": "true" });
     this.empty = h("div", { class: "rtl-empty", text: "No segments on this day" });
+    this.wholeButton = h("button", { type: "button", class: "btn", dataset: { testid: "review-zoom-fit" }, onclick: () => this.fit() }, "Whole day");
     this.range = h("input", {
       type: "range",
       min: "0",
@@ -171,7 +174,7 @@ export class ReviewTimeline {
         this.range,
         h("button", { type: "button", class: "btn", title: "zoom in", dataset: { testid: "review-zoom-in" }, onclick: () => this.zoom(1 / ZOOM_STEP) }, "+"),
         h("button", { type: "button", class: "btn", title: "zoom to the segments", dataset: { testid: "review-zoom-data" }, onclick: () => this.fitTo(this.segments, this.now) }, "Fit"),
-        h("button", { type: "button", class: "btn", dataset: { testid: "review-zoom-fit" }, onclick: () => this.fit() }, "Whole day"),
+        this.wholeButton,
         this.viewText,
         h(
           "span",
@@ -201,7 +204,14 @@ export class ReviewTimeline {
     this.bindPointer();
   }
 
-  /** The whole day shown (epoch seconds); resets the zoom. */
+  /** How times read (format.js `wallClock` or `offsetClock`) and what the whole range is called ("day"). */
+  setClock(clock, whole = "day") {
+    this.clock = clock;
+    this.wholeButton.textContent = `Whole ${whole}`;
+    this.empty.textContent = whole === "day" ? "No segments on this day" : `No segments in this ${whole}`;
+  }
+
+  /** The whole day (or recording) shown (epoch seconds, or seconds from the recording's start); resets the zoom. */
   setDay(start, end) {
     this.day = { start, end };
     this.view = { start, end };
@@ -360,7 +370,7 @@ export class ReviewTimeline {
       el.dataset.end = s.end == null ? "" : String(s.end);
       const was = s.detected_label && s.detected_label !== s.label ? ` (detected ${s.detected_label.toUpperCase()})` : "";
       el.title =
-        `${s.label === "ad" ? "AD" : "PROGRAM"}${was}  ${fmtTime(s.start)} – ${s.end == null ? "now" : fmtTime(s.end)}` +
+        `${s.label === "ad" ? "AD" : "PROGRAM"}${was}  ${this.clock.time(s.start)} – ${s.end == null ? "now" : this.clock.time(s.end)}` +
         `  (${fmtDuration(segEnd - s.start)})  ${s.status ?? ""}  confidence ${fmtPct(s.confidence)}` +
         (s.review ? `  ${s.review} by ${s.reviewed_by ?? "?"}` : "");
       conf.title = `confidence ${fmtPct(s.confidence)}`;
@@ -380,7 +390,7 @@ export class ReviewTimeline {
           const m = h("div", {
             class: `rtl-mark rtl-mark-${f.action === "mute" ? "mute" : "unmute"}`,
             dataset: { testid: "mute-marker", action: f.action },
-            title: `${f.action} (${String(f.reason ?? "").replace(/_/g, " ")}) at ${fmtTime(f.ts)}`,
+            title: `${f.action} (${String(f.reason ?? "").replace(/_/g, " ")}) at ${this.clock.time(f.ts)}`,
           });
           m.style.left = `${pct(f.ts)}%`;
           return m;
@@ -391,7 +401,7 @@ export class ReviewTimeline {
     this.nowLine.hidden = !this.showNow || this.now < start || this.now > end;
     this.nowLine.style.left = `${pct(this.now)}%`;
     this.empty.hidden = this.segments.length > 0;
-    this.viewText.textContent = `${fmtTime(start)} – ${fmtTime(end)} (${fmtDuration(end - start)})`;
+    this.viewText.textContent = `${this.clock.time(start)} – ${this.clock.time(end)} (${fmtDuration(end - start)})`;
     this.drawAxis(pct);
   }
 
@@ -400,14 +410,14 @@ export class ReviewTimeline {
     const span = end - start;
     const maxTicks = Math.min(9, Math.max(2, Math.floor((this.el.clientWidth || 600) / 85)));
     const step = REVIEW_TICK_STEPS_S.find((st) => span / st <= maxTicks) ?? 21600;
-    const origin = dayStart(new Date(start * 1000));
+    const origin = this.clock.origin(start);
     const first = origin + Math.ceil((start - origin) / step) * step;
     const ticks = [];
     for (let t = first; t <= end + 1e-6; t += step) ticks.push(t);
     this.axis.replaceChildren(
       ...ticks.map((t) => {
         const p = pct(t);
-        const el = h("span", { class: "tl-tick", text: step < 60 ? fmtTime(t) : fmtHM(t) });
+        const el = h("span", { class: "tl-tick", text: step < 60 ? this.clock.time(t) : this.clock.short(t) });
         el.style.left = `${p}%`;
         if (p < 4) el.classList.add("is-first");
         else if (p > 96) el.classList.add("is-last");
