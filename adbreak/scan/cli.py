@@ -24,16 +24,23 @@ def _scan_fn(args: argparse.Namespace):  # noqa: ANN202 - a closure over the opt
     return scan
 
 
+def _send(args: argparse.Namespace, result) -> dict | None:  # noqa: ANN001
+    """``--server``: the result and its pictures to the server's Review view."""
+    if not args.server:
+        return None
+    from adbreak.scan.upload import send_recording
+
+    sent = send_recording(result, args.server, args.token, replace=args.replace)
+    log.info("%s: sent to the server (%s): %s", result.recording.name, sent.get("change"), sent.get("review_url"))
+    return sent
+
+
 def _write_fn(args: argparse.Namespace, formats: tuple[str, ...]):  # noqa: ANN202
     from adbreak.scan import write_sidecars
 
     def write(result):  # noqa: ANN001, ANN202
-        written = write_sidecars(result, formats, out_dir=args.out_dir, force=args.force)
-        if args.server:
-            from adbreak.scan.upload import send_recording
-
-            sent = send_recording(result, args.server, args.token)
-            log.info("%s: sent to the server: %s", result.recording.name, sent.get("review_url", args.server))
+        written = [] if args.no_files else write_sidecars(result, formats, out_dir=args.out_dir, force=args.force)
+        _send(args, result)
         return written
 
     return write
@@ -57,7 +64,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not args.recording:
         raise AdbreakError("scan needs RECORDING (a video file) or --watch DIR")
     result = _scan_fn(args)(Path(args.recording))
-    written = [] if args.no_files else _write_fn(args, formats)(result)
+    written = _write_fn(args, formats)(result)
     for line in result.warnings:
         print(f"adbreak scan: warning: {line}", file=sys.stderr)
     if args.json:
@@ -110,6 +117,8 @@ def add_parsers(subparsers: Any, common_parent: argparse.ArgumentParser) -> None
     p.add_argument("--workers", type=int, default=2, metavar="N", help="processes to use (default 2)")
     p.add_argument("--server", metavar="URL", help="also send the result to this adbreak server for review")
     p.add_argument("--token", metavar="TOKEN", help="the server's API token (default: $ADBREAK_TOKEN)")
+    p.add_argument("--replace", action="store_true",
+                   help="--server: replace a recording already reviewed there (its corrections go; admin only)")
     w = p.add_argument_group("watching a folder")
     w.add_argument("--watch", metavar="DIR", help="scan new recordings in DIR (and below) once they stop growing")
     w.add_argument("--state", metavar="FILE", help="what was scanned already (default: under $XDG_STATE_HOME)")

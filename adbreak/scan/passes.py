@@ -292,8 +292,28 @@ class KeyframeResult:
     interlaced: bool = False  # most intra frames are coded as interlaced (1080i)
 
 
-def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_s: float = 10.0) -> KeyframeResult:
-    """Decode the intra frames only; learn the channel logo from them."""
+def _intra_packets(container: av.container.InputContainer, stream: av.stream.Stream, only_key: bool,
+                   min_interval_s: float) -> Iterator[av.Packet]:
+    """The video packets worth sending to an intra-only decoder: at most one flagged intra frame per
+    ``min_interval_s`` (MPEG-2 broadcasts carry two a second; the logo learner looks at one a second), and, unless
+    ``only_key``, every unflagged packet too (H.264 I-frames that are not IDR carry no flag; the decoder skips the
+    rest itself)."""
+    last = -math.inf
+    for packet in container.demux(stream):
+        if packet.is_keyframe:
+            t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
+            if t is not None and t < last + min_interval_s:
+                continue
+            if t is not None:
+                last = t
+            yield packet
+        elif not only_key or packet.size == 0:  # (an empty packet flushes the decoder at the end)
+            yield packet
+
+
+def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_s: float = 10.0,
+                  min_interval_s: float = 0.9) -> KeyframeResult:
+    """Decode the intra frames only (at most one per ``min_interval_s``); learn the channel logo from them."""
     started = time.perf_counter()
     container = open_container(path)
     try:
@@ -311,7 +331,8 @@ def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_
         thumbs: list[tuple[float, bytes]] = []
         gaps = _Gaps(min_step=10.0)
         next_thumb = 0.0
-        for frame in _decode(container, stream, gaps):
+        only_key = ctx.name not in ("h264", "hevc")  # their I-frames all carry the key flag (the parser sets it)
+        for frame in _decode(container, stream, gaps, _intra_packets(container, stream, only_key, min_interval_s)):
             if frame.pts is None or frame.time_base is None:
                 continue
             t = float(frame.pts * frame.time_base) - origin
