@@ -63,6 +63,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return 0
     if not args.recording:
         raise AdbreakError("scan needs RECORDING (a video file) or --watch DIR")
+    if not args.no_files:  # a refusal (an edited sidecar, a read-only folder) before the scan, not after it
+        from adbreak.scan import check_sidecars
+
+        if not Path(args.recording).is_file():
+            raise AdbreakError(f"recording not found: {args.recording}")
+        check_sidecars(args.recording, formats, out_dir=args.out_dir, force=args.force)
     result = _scan_fn(args)(Path(args.recording))
     written = _write_fn(args, formats)(result)
     for line in result.warnings:

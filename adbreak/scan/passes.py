@@ -18,6 +18,7 @@ it. Every pass reports the stretches it could not decode (``gaps``) instead of f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -40,7 +41,7 @@ from edge.cues.audio import SilenceCue
 from edge.cues.base import ANALYSIS_WIDTH, AUDIO_RATE, ScreenFrame, resize_luma
 from edge.cues.black import BlackCue
 from edge.cues.cut import CutCue
-from edge.logo import LogoLearner, LogoScorer
+from edge.logo import LogoConfig, LogoLearner, LogoScorer
 from edge.sources.base import TimestampSampler
 
 log = logging.getLogger(__name__)
@@ -293,13 +294,23 @@ class KeyframeResult:
 
 
 def _intra_packets(container: av.container.InputContainer, stream: av.stream.Stream, only_key: bool,
-                   min_interval_s: float) -> Iterator[av.Packet]:
+                   min_interval_s: float, origin: float, gaps: _Gaps) -> Iterator[av.Packet]:
     """The video packets worth sending to an intra-only decoder: at most one flagged intra frame per
     ``min_interval_s`` (MPEG-2 broadcasts carry two a second; the logo learner looks at one a second), and, unless
     ``only_key``, every unflagged packet too (H.264 I-frames that are not IDR carry no flag; the decoder skips the
-    rest itself)."""
+    rest itself). Every packet's decoding timestamp is watched: a jump of more than :data:`GAP_MIN_S` is a stretch
+    of the recording that is missing (``gaps``); packets the demuxer flags as corrupt are counted."""
     last = -math.inf
+    prev_dts: float | None = None
     for packet in container.demux(stream):
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        if stamp is not None and packet.time_base:
+            dts = float(stamp * packet.time_base) - origin
+            if prev_dts is not None and dts - prev_dts > GAP_MIN_S:
+                gaps.spans.append((prev_dts, dts))
+            prev_dts = dts if prev_dts is None else max(prev_dts, dts)
+        if packet.is_corrupt:
+            gaps.errors += 1
         if packet.is_keyframe:
             t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
             if t is not None and t < last + min_interval_s:
@@ -324,7 +335,8 @@ def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_
         # "non-key" as "not an I-frame" (with NONINTRA it decodes its P-frames)
         ctx.skip_frame = "NONINTRA" if ctx.name in ("h264", "hevc") else "NONKEY"
         black_cue = BlackCue()
-        learner = LogoLearner()
+        learner: LogoLearner | None = None
+        first: list[ScreenFrame] = []
         ts, blacks, lumas, logos = [], [], [], []
         interlaced = 0
         early: list[tuple[int, np.ndarray]] = []  # intra frames seen before the logo was known, scored once it is
@@ -332,7 +344,8 @@ def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_
         gaps = _Gaps(min_step=10.0)
         next_thumb = 0.0
         only_key = ctx.name not in ("h264", "hevc")  # their I-frames all carry the key flag (the parser sets it)
-        for frame in _decode(container, stream, gaps, _intra_packets(container, stream, only_key, min_interval_s)):
+        packets = _intra_packets(container, stream, only_key, min_interval_s, origin, gaps)
+        for frame in _decode(container, stream, gaps, packets):
             if frame.pts is None or frame.time_base is None:
                 continue
             t = float(frame.pts * frame.time_base) - origin
@@ -341,30 +354,66 @@ def keyframe_pass(path: str | Path, *, thumbnails: bool = False, thumbnail_step_
             screen = ScreenFrame.from_gray(t, frame_luma(frame))
             blacks.append(black_cue.update(screen)["black"])
             lumas.append(float(screen.small.mean()) / 255.0)
+            ts.append(t)
+            gaps.errors += bool(frame.is_corrupt)
+            interlaced += bool(getattr(frame, "interlaced_frame", False))
+            if thumbnails and t >= next_thumb:
+                thumbs.append((t, thumbnail(frame)))
+                next_thumb = t + thumbnail_step_s
+            if learner is None:  # the learner's clock follows the intra frames' spacing, once it is known
+                first.append(screen)
+                if len(first) == 4:
+                    learner = _learner_for(first)
+                    for i, earlier in enumerate(first):
+                        logos.append(learner.update(earlier))
+                        early.append((i, earlier.gray))
+                    first = []
+                continue
             logo = learner.update(screen)
             logos.append(logo)
             if math.isnan(logo) and learner.learned_at_t is None and len(early) < MAX_EARLY_FRAMES:
                 early.append((len(logos) - 1, screen.gray))
             elif early and not math.isnan(logo):
                 _rescore(early, logos, learner.scorer())
-            ts.append(t)
-            interlaced += bool(getattr(frame, "interlaced_frame", False))
-            if thumbnails and t >= next_thumb:
-                thumbs.append((t, thumbnail(frame)))
-                next_thumb = t + thumbnail_step_s
-        if early:
+        if learner is None and first:  # fewer than four intra frames in all
+            learner = _learner_for(first)
+            logos.extend(learner.update(f) for f in first)
+        if early and learner is not None:
             _rescore(early, logos, learner.scorer())
         if not ts:
             raise AdbreakError(f"{Path(path).name}: no video frame decodes")
         t_arr = np.array(ts)
         step = float(np.median(np.diff(t_arr))) if len(t_arr) > 1 else 10.0
-        gaps.min_step = step
-        spans = [(a, b) for a, b in zip(t_arr[:-1], t_arr[1:], strict=True) if b - a > max(3 * step, 30.0)]
-        return KeyframeResult(t_arr, np.array(blacks), np.array(lumas), np.array(logos), learner.scorer(),
-                              learner.learned_at_t, thumbs, [(float(a), float(b)) for a, b in spans], gaps.errors,
-                              time.perf_counter() - started, step, interlaced * 2 > len(ts))
+        scorer = learner.scorer() if learner is not None else None
+        learned_at = learner.learned_at_t if learner is not None else None
+        return KeyframeResult(t_arr, np.array(blacks), np.array(lumas), np.array(logos), scorer, learned_at, thumbs,
+                              _merge_spans(gaps.spans), gaps.errors, time.perf_counter() - started, step,
+                              interlaced * 2 > len(ts))
     finally:
         container.close()
+
+
+def _learner_for(first: list[ScreenFrame]) -> LogoLearner:
+    """A logo learner whose sampling follows the intra frames: the live learner looks at one frame a second and its
+    running means count samples, so with an intra frame every 10 s (x264's default GOP) it would learn ten times
+    slower in stream time; told the real spacing, its means keep their time constants (about two minutes)."""
+    times = [f.t for f in first]
+    spacing = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    base = LogoConfig()
+    if spacing <= 1.5 * base.sample_interval_s:
+        return LogoLearner(base)
+    return LogoLearner(dataclasses.replace(base, sample_interval_s=0.95 * spacing,
+                                           search_interval_s=max(base.search_interval_s, 0.95 * spacing)))
+
+
+def _merge_spans(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _rescore(early: list[tuple[int, np.ndarray]], logos: list[float], scorer: LogoScorer | None) -> None:
@@ -387,7 +436,9 @@ class GridValues:
     frame_black: list[float] = field(default_factory=list)
     thumbnails: list[tuple[float, bytes]] = field(default_factory=list)
     gaps: list[tuple[float, float]] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)  # first and last grid frame of each window
     errors: int = 0
+    corrupt: int = 0  # decoded frames FFmpeg flagged as damaged (error concealment)
     decoded: int = 0
     seconds: float = 0.0
 
@@ -441,6 +492,36 @@ def _small(frame: av.VideoFrame) -> np.ndarray:
     return cv2.resize(frame_luma(frame), (160, 90), interpolation=cv2.INTER_AREA)
 
 
+def _frames_from(container: av.container.InputContainer, stream: av.stream.Stream, a: float, lead_s: float,
+                 origin: float, gaps: _Gaps) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Decoded frames (with their times) from the intra frame before ``a`` on. A seek lands on the intra frame at or
+    before the target in a file with an index (MP4, MKV), but by bytes and timestamps in an MPEG-TS, sometimes just
+    after the target: the first frame must then start no later than ``a``, else the seek goes further back."""
+    tb = stream.time_base
+    for attempt in range(4):
+        target_t = max(0.0, a - lead_s * 3**attempt)
+        try:
+            container.seek(max(0, int((target_t + origin) / tb)), stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            log.debug("seek to %.1f s failed: %s", target_t, exc)
+            gaps.errors += 1
+            return
+        frames = _decode(container, stream, gaps)
+        for frame in frames:
+            if frame.pts is None or frame.time_base is None:
+                continue
+            t = float(frame.pts * frame.time_base) - origin
+            if t > a + 0.5 and target_t > 0.0 and attempt < 3:
+                break  # landed after the window's start: further back
+            yield t, frame
+            for frame in frames:
+                if frame.pts is not None and frame.time_base is not None:
+                    yield float(frame.pts * frame.time_base) - origin, frame
+            return
+        else:
+            return  # nothing decodes from there to the end
+
+
 def window_pass(
     path: str | Path,
     windows: Sequence[tuple[float, float]],
@@ -449,10 +530,12 @@ def window_pass(
     scorer: LogoScorer | None = None,
     bundle_path: str | None = None,
     edges: bool = True,
+    lead_s: float = 1.0,
 ) -> GridValues:
     """Full-rate analysis of ``windows`` (sorted, disjoint ``(start, end)`` seconds): the grid frames inside get
     every per-frame cue; with ``edges``, every decoded frame between two grid frames whose black tests differ gets
-    its own black test (``frame_t`` / ``frame_black``)."""
+    its own black test (``frame_t`` / ``frame_black``). ``lead_s``: how far before a window its intra frame may lie
+    (the recording's intra-frame interval). A stretch inside a window where nothing decodes is a gap."""
     started = time.perf_counter()
     out = GridValues()
     container = open_container(path)
@@ -461,28 +544,18 @@ def window_pass(
         stream = video_stream(container)
         origin = video_origin(container)
         ctx = stream.codec_context
-        tb = stream.time_base
         gaps = _Gaps(min_step=1.0 / fps)
         for a, b in windows:
             analyser.gap()
-            try:
-                target = int((a + origin) / tb) if tb else int(a * av.time_base)
-                container.seek(max(0, target), stream=stream, backward=True, any_frame=False)
-            except av.error.FFmpegError as exc:
-                log.debug("seek to %.1f s failed: %s", a, exc)
-                out.errors += 1
-                continue
             sampler = TimestampSampler(fps)
             sampler.take(a - 1.0 / fps)  # the first frame taken is the first at or after the grid point >= a
             ctx.skip_frame = "NONREF"  # the lead-in from the intra frame: frames nothing refers to are not needed
             lead_in = True
             pending: list[tuple[float, av.VideoFrame]] = []  # decoded frames since the last grid frame
             last_black: float | None = None  # the black test of the last grid frame
-            gaps.last_t = None
-            for frame in _decode(container, stream, gaps):
-                if frame.pts is None or frame.time_base is None:
-                    continue
-                t = float(frame.pts * frame.time_base) - origin
+            first_k = last_k = None
+            gaps.last_t = a
+            for t, frame in _frames_from(container, stream, a, lead_s, origin, gaps):
                 if t > b:
                     break
                 if lead_in and t >= a - 1.0:
@@ -491,13 +564,17 @@ def window_pass(
                 if t < a - sampler.EPS:
                     continue
                 out.decoded += 1
+                out.corrupt += bool(frame.is_corrupt)
                 gaps.see(t)
                 if not sampler.take(t):
                     if edges:
                         pending.append((t, frame))  # measured only if a black edge lies before the next grid frame
                     continue
                 values, _ = analyser.analyse(t, frame)
-                out.add(sampler.slot(t), values)
+                k = sampler.slot(t)
+                out.add(k, values)
+                first_k = k if first_k is None else first_k
+                last_k = k
                 black = values["black"]
                 if edges and last_black is not None and pending and (last_black >= 0.5) != (black >= 0.5):
                     for pt, pframe in pending:  # a black edge between two grid frames: find its frame
@@ -508,6 +585,9 @@ def window_pass(
                     out.frame_black.append(black)
                 pending = []
                 last_black = black
+            ctx.skip_frame = "DEFAULT"
+            if first_k is not None:
+                out.spans.append((first_k, last_k))
         out.gaps = gaps.spans
         out.errors += gaps.errors
     finally:

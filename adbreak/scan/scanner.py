@@ -62,6 +62,7 @@ class Probe:
     duration_s: float
     audio_codec: str | None
     interlaced: bool | None
+    truncated_packet: bool = False  # an MPEG-TS whose size is not a whole number of 188-byte packets
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +106,8 @@ def probe(path: str | Path) -> Probe:
             duration_s=float(duration or 0.0),
             audio_codec=a.codec_context.name if a is not None else None,
             interlaced=None,  # known once intra frames are decoded
+            truncated_packet=container.format.name == "mpegts" and p.stat().st_size % 188 != 0
+            and p.stat().st_size % 192 != 0,  # (192: M2TS, a timestamp before each packet)
         )
     finally:
         container.close()
@@ -189,7 +192,9 @@ def scan_recording(
         if last_t > duration:
             duration = last_t + min(keys.intervals, 1.0)
         n = int(math.floor(duration * GRID_FPS - 1e-9)) + 1
-        if audio is None and info.audio_codec is not None:
+        if info.audio_codec is None:
+            warnings.append("no sound track: the picture alone decides (every frame analysed)")
+        elif audio is None:
             warnings.append("the audio track did not decode: the picture alone decides")
         if audio is not None and not np.isfinite(audio.silence[:n]).any():
             audio = None
@@ -212,7 +217,7 @@ def scan_recording(
         t0 = time.perf_counter()
         parts = _split(windows, workers)
         futures = [pool.submit(passes.window_pass, str(path), part, GRID_FPS, scorer=keys.scorer,
-                               bundle_path=bundle) for part in parts]
+                               bundle_path=bundle, lead_s=keys.intervals + 1.0) for part in parts]
         fine: list[passes.GridValues] = [f.result() for f in futures]
         timings["fine"] = time.perf_counter() - t0
     finally:
@@ -229,7 +234,8 @@ def scan_recording(
     key_values = {"black": keys.black, "luma": keys.luma, "logo": _rescored_logo(keys)}
     audio_cols = {"silence": audio.silence, "loudness": audio.loudness} if audio is not None else None
     t, cols = assemble(n, GRID_FPS, audio=audio_cols, key_k=key_k, key_values=key_values,
-                       windows=[(g.k, g.columns) for g in fine], max_hold_s=max(3 * keys.intervals, 30.0))
+                       windows=[(g.k, g.columns) for g in fine], spans=[sp for g in fine for sp in g.spans],
+                       max_hold_s=max(3 * keys.intervals, 30.0))
     if not np.isfinite(cols["logo"]).any() and keys.scorer is None:
         warnings.append("no channel logo found: the other cues decide")
     decided = decode_offline(t, cols, cfg, duration=duration)
@@ -250,10 +256,19 @@ def scan_recording(
 
     gaps = sorted({*keys.gaps, *(audio.gaps if audio else []), *(s for g in fine for s in g.gaps)})
     errors = keys.errors + (audio.errors if audio else 0) + sum(g.errors for g in fine)
-    if gaps or errors:
-        where = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in gaps[:5]) + (" ..." if len(gaps) > 5 else "")
-        warnings.append(f"damaged recording: {errors} corrupt packets skipped"
-                        + (f"; nothing decoded at {where}" if gaps else ""))
+    corrupt = sum(g.corrupt for g in fine)
+    if gaps or errors or corrupt:
+        what = []
+        if gaps:
+            where = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in gaps[:5]) + (" ..." if len(gaps) > 5 else "")
+            what.append(f"missing at {where}")
+        if errors:
+            what.append(f"{errors} corrupt packet{'s' if errors != 1 else ''} skipped")
+        if corrupt:
+            what.append(f"{corrupt} damaged frame{'s' if corrupt != 1 else ''} concealed by the decoder")
+        warnings.append("damaged recording: " + "; ".join(what))
+    if info.truncated_packet:
+        warnings.append("the recording ends inside a TS packet (cut off?)")
     timings["total"] = time.perf_counter() - started
     frames = sum(len(g.k) for g in fine)
     thumbs = sorted({*keys.thumbnails, *(th for g in fine for th in g.thumbnails)})

@@ -72,6 +72,38 @@ def render_sidecar(fmt: str, result: ScanResult) -> str:
     return render(exports_fmt, result.segments, result.duration_s, fps=result.fps)
 
 
+def check_sidecars(
+    recording: str | os.PathLike[str],
+    formats: Sequence[str] = DEFAULT_FORMATS,
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    basename: str | None = None,
+    force: bool = False,
+) -> dict[str, Path]:
+    """The sidecar paths, once it is sure they can be written: their folder is (or can be made) a writable folder,
+    no folder stands where a file goes, and none was edited by a user (unless ``force``). Run before a scan, so a
+    long scan does not end in a refusal; a one-line :class:`AdbreakError` (:class:`SidecarEdited`) otherwise."""
+    rec = Path(recording)
+    paths = sidecar_paths(rec, formats, out_dir=out_dir, basename=basename)
+    folder = next(iter(paths.values())).parent
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise AdbreakError(f"cannot write sidecar files into {folder}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise AdbreakError(f"cannot write sidecar files into {folder}: permission denied")
+    in_the_way = [p for p in paths.values() if p.exists() and not p.is_file()]
+    if in_the_way:
+        raise AdbreakError(f"cannot write {in_the_way[0]}: something that is not a file is there")
+    if not force:
+        edited = [p for p in paths.values() if edited_by_user(p, rec)]
+        if edited:
+            names = ", ".join(p.name for p in edited)
+            raise SidecarEdited(f"{names} changed after the recording was made (edited?): kept; --force replaces it")
+    return paths
+
+
 def write_sidecars(
     result: ScanResult,
     formats: Sequence[str] = DEFAULT_FORMATS,
@@ -81,18 +113,17 @@ def write_sidecars(
     force: bool = False,
 ) -> list[Path]:
     """Write ``result``'s sidecar files atomically; returns their paths. Raises :class:`SidecarEdited` (nothing
-    written) when one of them was edited by a user, unless ``force``."""
-    paths = sidecar_paths(result.recording, formats, out_dir=out_dir, basename=basename)
-    if not force:
-        edited = [p for p in paths.values() if edited_by_user(p, result.recording)]
-        if edited:
-            names = ", ".join(p.name for p in edited)
-            raise SidecarEdited(f"{names} changed after the recording was made (edited?): kept; --force replaces it")
+    written) when one of them was edited by a user, unless ``force``; :class:`AdbreakError` (one line) when they
+    cannot be written."""
+    paths = check_sidecars(result.recording, formats, out_dir=out_dir, basename=basename, force=force)
     texts = {fmt: render_sidecar(fmt, result) for fmt in paths}  # all rendered before any is written
     stat = result.recording.stat()
     written = []
     for fmt, path in paths.items():
-        write_text(path, texts[fmt])
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ours: as old as the recording (module doc)
+        try:
+            write_text(path, texts[fmt])
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ours: as old as the recording (module doc)
+        except OSError as exc:
+            raise AdbreakError(f"cannot write {path}: {exc.strerror or exc}") from exc
         written.append(path)
     return written

@@ -33,9 +33,12 @@ def assemble(
     key_k: np.ndarray,
     key_values: dict[str, np.ndarray],
     windows: Sequence[tuple[Sequence[int], dict[str, Sequence[float]]]],
+    spans: Sequence[tuple[int, int]] = (),
     max_hold_s: float,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``(t, columns)`` on the grid ``k / fps`` for ``k < n``: the scores file's columns (NaN = not measured)."""
+    """``(t, columns)`` on the grid ``k / fps`` for ``k < n``: the scores file's columns (NaN = not measured).
+    ``windows``: per worker, its grid frames and their values; ``spans``: the first and last grid frame of every
+    full-rate window (the logo is never held across one)."""
     t = np.arange(n, dtype=np.float64) / fps
     cols = {name: np.full(n, math.nan) for name in CUE_COLUMNS}
     if audio is not None:
@@ -49,11 +52,11 @@ def assemble(
         idx = np.asarray(ks, dtype=np.int64)
         keep = (idx >= 0) & (idx < n)
         idx = idx[keep]
-        if idx.size:
-            in_window[idx.min() : idx.max() + 1] = True
         for name, vals in values.items():
             if name in cols:
                 cols[name][idx] = np.asarray(vals, dtype=np.float64)[keep]
+    for k0, k1 in spans:
+        in_window[max(0, k0) : min(n, k1 + 1)] = True
     cols["logo"] = _hold(cols["logo"], in_window, max(1, int(round(max_hold_s * fps))))
     return t, cols
 

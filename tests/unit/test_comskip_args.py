@@ -351,7 +351,7 @@ def test_unwritable_output_exits_6(monkeypatch, recording, tmp_path):
     blocker.write_text("x")
     code, _, err = run(["--output", blocker / "sub", recording], tmp_path)
     assert code == EXIT_OUTPUT == 6
-    assert "could not create" in err.splitlines()[-1]
+    assert "cannot write sidecar files into" in err.splitlines()[-1]
 
 
 def test_missing_model_is_a_usage_error(monkeypatch, recording, tmp_path):
