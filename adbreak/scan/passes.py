@@ -68,14 +68,25 @@ LOWRES_CODECS = frozenset({"mpeg1video", "mpeg2video", "mjpeg"})
 """Decoders that can decode at half size (FFmpeg's ``lowres``), which saves a fifth of a 1080i MPEG-2 decode."""
 
 
+LOOP_FILTER_CODECS = frozenset({"h264", "hevc"})
+"""Decoders whose in-loop deblocking a scan skips: 40 % less CPU per H.264 frame here (1.75 -> 1.08 ms at 540p). The
+pictures differ from a full decode by faint block edges, which the cues (frame statistics on a 160x90 copy, the
+logo's strong edges, histogram changes) do not see; the benchmark compares the scan with `evaluate` on the same file."""
+
+
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
-    """The first video stream, set up for a scan's worker: one decoding thread (the workers use the cores), and
-    half-size decoding where the codec can and the picture stays at least the analysis width."""
+    """The first video stream, set up for a scan's worker: one decoding thread (the workers use the cores),
+    half-size decoding where the codec can and the picture stays at least the analysis width, and no deblocking
+    (:data:`LOOP_FILTER_CODECS`)."""
     stream = container.streams.video[0]
     ctx = stream.codec_context
     ctx.thread_count = 1
+    options = dict(ctx.options or {})
     if ctx.name in LOWRES_CODECS and (ctx.width or 0) // 2 >= ANALYSIS_WIDTH:
-        ctx.options = {**dict(ctx.options or {}), "lowres": "1"}
+        options["lowres"] = "1"
+    if ctx.name in LOOP_FILTER_CODECS:
+        options["skip_loop_filter"] = "all"
+    ctx.options = options
     return stream
 
 

@@ -114,22 +114,23 @@ def probe(path: str | Path) -> Probe:
 
 
 class _Pool:
-    """Runs pass functions on a spawned worker (or here, with one worker)."""
+    """Runs pass functions on ``workers`` cores: one here, the others each on a spawned worker process (spawned once,
+    reused by every pass: its imports are paid once)."""
 
     def __init__(self, workers: int) -> None:
         self._executor = (
             ProcessPoolExecutor(max_workers=workers - 1, mp_context=get_context("spawn")) if workers > 1 else None
         )
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-        if self._executor is not None:
-            return self._executor.submit(fn, *args, **kwargs)
-        f: Future = Future()
-        try:
-            f.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - raised again by result()
-            f.set_exception(exc)
-        return f
+    def run(self, calls: list[tuple[Callable[..., Any], tuple, dict]]) -> list[Any]:
+        """Every ``(fn, args, kwargs)``'s result, in order: the last runs here while the others run on the
+        workers."""
+        if self._executor is None or len(calls) == 1:
+            return [fn(*args, **kwargs) for fn, args, kwargs in calls]
+        futures: list[Future] = [self._executor.submit(fn, *args, **kwargs) for fn, args, kwargs in calls[:-1]]
+        fn, args, kwargs = calls[-1]
+        here = fn(*args, **kwargs)
+        return [f.result() for f in futures] + [here]
 
     def close(self) -> None:
         if self._executor is not None:
@@ -182,10 +183,13 @@ def scan_recording(
         # 2. coarse: the duration may be unknown or wrong (a cut-off recording): the grid follows what decodes
         t0 = time.perf_counter()
         n_guess = int(math.ceil((info.duration_s + 5.0) * GRID_FPS)) if info.duration_s > 0 else 0
-        keys_f = pool.submit(passes.keyframe_pass, str(path), thumbnails=thumbnails, thumbnail_step_s=THUMBNAIL_STEP_S)
-        audio_f = pool.submit(passes.audio_pass, str(path), max(n_guess, 1), GRID_FPS) if n_guess else None
-        keys: passes.KeyframeResult = keys_f.result()
-        audio: passes.AudioResult | None = audio_f.result() if audio_f is not None else None
+        calls: list[tuple[Callable[..., Any], tuple, dict]] = [
+            (passes.keyframe_pass, (str(path),), {"thumbnails": thumbnails, "thumbnail_step_s": THUMBNAIL_STEP_S})]
+        if n_guess:  # the sound here (FFmpeg's program decodes it beside both), the intra frames on the worker
+            calls.append((passes.audio_pass, (str(path), n_guess, GRID_FPS), {}))
+        coarse = pool.run(calls)
+        keys: passes.KeyframeResult = coarse[0]
+        audio: passes.AudioResult | None = coarse[1] if n_guess else None
         timings["coarse"] = time.perf_counter() - t0
         last_t = float(keys.t[-1])
         duration = info.duration_s if info.duration_s > 0 else last_t + keys.intervals
@@ -216,9 +220,9 @@ def scan_recording(
         # 4. fine
         t0 = time.perf_counter()
         parts = _split(windows, workers)
-        futures = [pool.submit(passes.window_pass, str(path), part, GRID_FPS, scorer=keys.scorer,
-                               bundle_path=bundle, lead_s=keys.intervals + 1.0) for part in parts]
-        fine: list[passes.GridValues] = [f.result() for f in futures]
+        fine: list[passes.GridValues] = pool.run([
+            (passes.window_pass, (str(path), part, GRID_FPS),
+             {"scorer": keys.scorer, "bundle_path": bundle, "lead_s": keys.intervals + 1.0}) for part in parts])
         timings["fine"] = time.perf_counter() - t0
     finally:
         pool.close()
