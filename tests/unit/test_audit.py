@@ -40,11 +40,26 @@ def test_npm_reports():
     assert outcome == "unreachable" and "405" in message
 
 
-def test_main_fails_only_on_findings_unless_required(monkeypatch, capsys):
+def test_main_fails_when_it_could_not_look_unless_allowed_and_always_on_findings(monkeypatch, capsys):
     monkeypatch.setattr(audit, "pip_audit", lambda: ("ok", "fine"))
     monkeypatch.setattr(audit, "npm_audit", lambda: ("unreachable", "405"))
-    assert audit.main([]) == 0
-    assert audit.main(["--require"]) == 1
-    assert "audit web: NOT AUDITED: 405" in capsys.readouterr().out
+    assert audit.main([]) == audit.EXIT_UNAUDITED == 3
+    captured = capsys.readouterr()
+    assert "audit web: NOT AUDITED: 405" in captured.out and "FAILED" in captured.err
+    assert audit.main(["--allow-unaudited"]) == 0
+    assert "WARNING: NOT AUDITED" in capsys.readouterr().err
     monkeypatch.setattr(audit, "npm_audit", lambda: ("vulnerable", "bad"))
-    assert audit.main([]) == 1
+    assert audit.main([]) == audit.EXIT_VULNERABLE == 1
+    assert audit.main(["--allow-unaudited"]) == 1  # a finding is never allowed
+    monkeypatch.setattr(audit, "npm_audit", lambda: ("ok", "fine"))
+    assert audit.main([]) == 0
+
+
+def test_the_lines_say_which_packages_were_checked():
+    report = {"dependencies": [{"name": "flask", "version": "3.1.3", "vulns": []},
+                               {"name": "numpy", "version": "2.4.6", "vulns": []}]}
+    outcome, message = audit.judge_pip(report)
+    assert outcome == "ok" and "2 packages" in message and "checked: flask 3.1.3, numpy 2.4.6" in message
+    npm = {"metadata": {"vulnerabilities": {"low": 0, "moderate": 0, "high": 0, "critical": 0},
+                        "dependencies": {"prod": 10, "dev": 90, "total": 100}}, "vulnerabilities": {}}
+    assert "100 packages of web/package-lock.json" in audit.judge_npm(npm)[1]
