@@ -145,7 +145,7 @@ def main() -> None:
     log(f"adbreak evaluate on the {args.minutes:g}-minute recording")
     walls = []
     metrics = {}
-    for _ in range(max(1, args.repeats - 1)):
+    for _ in range(args.repeats):
         out = DATA / "bench-eval.json"
         _, wall = adbreak("evaluate", video, "--truth", truth, "--model", bundle, "--json", out)
         walls.append(wall)
@@ -168,7 +168,7 @@ def main() -> None:
                  for label, model in (("model", bundle), ("no model", None))}
     log("adbreak evaluate without a model")
     walls_nomodel = []
-    for _ in range(max(1, args.repeats - 1)):
+    for _ in range(args.repeats):
         _, wall = adbreak("evaluate", video, "--truth", truth, "--json", DATA / "bench-eval-nomodel.json")
         walls_nomodel.append(wall)
 

@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import DATA, ROOT, broadcast, log, median, write_result
+from common import DATA, ROOT, broadcast, command, commit, log, median, write_result
 
 sys.path.insert(0, str(ROOT))
 from adbreak.metrics import evaluate_segments  # noqa: E402
@@ -206,12 +206,7 @@ def main() -> None:
     args = ap.parse_args()
     video, truth_path, _ = broadcast("test-clean", seed=21, duration_s=1800, pool="heldout")
     truth = read_segments(truth_path)
-    res: dict = {"command": " ".join(["python", "bench/bench_scan.py", *sys.argv[1:]])}
-    try:
-        res["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                       cwd=ROOT).stdout.strip()
-    except OSError:
-        res["commit"] = None
+    res: dict = {"command": command(), "commit": commit()}
     res["h264"] = speed(video, truth, args.repeats)
     full, wall, _ = run_scan(video, "--full")
     res["h264"]["full"] = {"scan_s": round(wall, 2), "metrics": scored(full, truth)}

@@ -125,11 +125,35 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def commit() -> str:
+    """The checked-out commit (``+dirty`` with uncommitted changes to tracked files), or ``unknown``."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=ROOT, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def command() -> str:
+    """How this benchmark was started, as a user would type it."""
+    script = Path(sys.argv[0]).resolve()
+    if script.is_relative_to(ROOT):
+        script = script.relative_to(ROOT)
+    return " ".join(["python", str(script), *sys.argv[1:]])
+
+
 def write_result(name: str, data: dict[str, Any], markdown: str) -> None:
+    """``bench/results/NAME.json`` and ``.md``; each records the machine, the commit and the command that made it."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    data = {"machine": machine(), **data}
+    m = machine()
+    data = {"machine": m, "commit": commit(), "command": command(), **data}
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    footer = (f"\n\n_Made by `{data['command']}` at commit {data['commit']} on {m['cpu']} ({m['cores']} cores), "
+              f"{m['when']}._")
+    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + footer + "\n")
     log(f"wrote bench/results/{name}.json and .md")
 
 

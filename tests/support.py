@@ -10,6 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVICES_REQUIRED = os.environ.get("ADBREAK_REQUIRE_SERVICES") == "1"
+"""``ADBREAK_REQUIRE_SERVICES=1`` (CI: ``.ci/run``): a missing Mosquitto, PostgreSQL, Redis or FFmpeg fails the test
+that needs it instead of skipping it, so a machine that lacks one cannot pass by running less."""
+
+
+def missing_service(what: str) -> None:
+    """Skip the test for a missing service or program, or fail it under ``ADBREAK_REQUIRE_SERVICES=1``."""
+    import pytest
+
+    if SERVICES_REQUIRED:
+        pytest.fail(f"{what} (ADBREAK_REQUIRE_SERVICES=1)")
+    pytest.skip(what)
 MEDIA = Path(os.environ.get("ADBREAK_MEDIA", ROOT.parent / "shared" / "media"))
 BUNDLED_MEDIA = ROOT / "adbreak" / "broadcast" / "media"
 

@@ -19,7 +19,7 @@ import pytest
 
 from adbreak.wire import Topics, parse_telemetry
 from tests.edge_mqtt_support import Recorder, mosquitto, start_edge
-from tests.support import media, run_cli, wait_for
+from tests.support import media, missing_service, run_cli, wait_for
 
 TOPICS = Topics()
 
@@ -86,7 +86,7 @@ def test_evaluate_on_random_bytes_and_on_a_truncated_video(bundle, tmp_path) -> 
 def _mpegts(tmp_path: Path, seconds: float = 8.0) -> Path:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        pytest.skip("ffmpeg is not installed")
+        missing_service("ffmpeg is not installed")
     out = tmp_path / "clip.ts"
     subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(media("bikes")), "-t", str(seconds), "-an", "-c:v",
                     "mpeg2video", "-q:v", "5", "-f", "mpegts", str(out)], check=True)

@@ -17,7 +17,7 @@ from server import db
 from server.db import make_engine, make_sessionmaker
 from server.store import SegmentStore
 from tests.export_support import history
-from tests.support import media, run_cli
+from tests.support import media, missing_service, run_cli
 
 T0 = 1763892000.0  # 2025-11-23T10:00:00Z
 T1 = T0 + 86400.0
@@ -119,7 +119,7 @@ def require_ffmpeg() -> None:
         return
     if os.environ.get("CI"):
         pytest.fail("ffmpeg and ffprobe are needed (apt-get install ffmpeg)")
-    pytest.skip("ffmpeg/ffprobe not installed")
+    missing_service("ffmpeg/ffprobe not installed")
 
 
 def chapters_of(video: Path, chapters: Path, tmp_path: Path) -> list[tuple[float, float, str]]:

@@ -65,6 +65,7 @@ from adbreak.wire import (
 )
 from tests.mqtt_support import find_free_port, stop_process, wait_for
 from tests.server_support import ServerProcess
+from tests.support import missing_service
 
 FUZZ_SEED = 20261123
 HOSTILE = 10_500
@@ -97,7 +98,7 @@ def broker(tmp_path_factory) -> Iterator[tuple[str, int]]:
     """A private Mosquitto with a message size limit, queueing any number of QoS 1 messages for the server."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
-        pytest.skip("the mosquitto broker is not installed")
+        missing_service("the mosquitto broker is not installed")
     workdir = tmp_path_factory.mktemp("fuzz-mosquitto")
     port = find_free_port()
     (workdir / "mosquitto.conf").write_text(

@@ -31,13 +31,14 @@ from edge.mqtt import MqttLink
 from server.app import create_app
 from tests.mqtt_support import find_free_port, port_open, stop_process, wait_for
 from tests.server_support import ADMIN_PASSWORD, make_settings
+from tests.support import SERVICES_REQUIRED
 
 ROOT = Path(__file__).resolve().parents[2]
 MOSQUITTO = shutil.which("mosquitto") or next(
     (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
 PASSWD = shutil.which("mosquitto_passwd")
 OPENSSL = shutil.which("openssl")
-pytestmark = pytest.mark.skipif(not (MOSQUITTO and PASSWD and OPENSSL),
+pytestmark = pytest.mark.skipif(not (MOSQUITTO and PASSWD and OPENSSL) and not SERVICES_REQUIRED,
                                 reason="needs mosquitto, mosquitto_passwd (Debian package mosquitto) and openssl")
 
 USERS = {"server": "server-secret", "edge": "edge-secret"}

@@ -11,6 +11,7 @@ import pytest
 
 from adbreak.segments import is_ad
 from tests import scan_support as ss
+from tests.support import missing_service
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def built(tmp_path_factory) -> ss.Built:
 def encoded(request, built, tmp_path_factory):  # noqa: ANN001, ANN201
     exe = ss.ffmpeg()
     if exe is None:
-        pytest.skip("no FFmpeg program to encode the test recording")
+        missing_service("no FFmpeg program to encode the test recording")
     suffix, args = ENCODINGS[request.param]
     out = tmp_path_factory.mktemp(request.param) / f"{ss.NAME}.{suffix}"
     proc = subprocess.run([exe, "-nostdin", "-v", "error", "-y", "-i", str(built.video), "-t", str(CLIP_S), *args,

@@ -23,7 +23,7 @@ from adbreak.metrics import evaluate_segments
 from adbreak.scan import DEFAULT_FORMATS, SIDECAR_FORMATS
 from adbreak.segments import is_ad
 from tests import scan_support as ss
-from tests.support import BUNDLED_MEDIA
+from tests.support import BUNDLED_MEDIA, missing_service
 
 pytestmark = pytest.mark.slow
 
@@ -248,7 +248,7 @@ def test_a_file_with_no_video_stream_gives_one_line(built, tmp_path):
     audio = tmp_path / "radio.m4a"
     exe = ss.ffmpeg()
     if exe is None:
-        pytest.skip("no FFmpeg program to make an audio-only file")
+        missing_service("no FFmpeg program to make an audio-only file")
     subprocess.run([exe, "-nostdin", "-v", "error", "-i", str(built.video), "-vn", "-c", "copy", "-t", "20",
                     str(audio)], check=True, timeout=60)
     line = ss.one_line_error(ss.run_scan(audio, timeout=120))
