@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from adbreak.errors import AdbreakError
+from edge.cli_options import positive as _positive
 
 log = logging.getLogger("adbreak.scan")
 
@@ -89,16 +90,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
         for p in written:
             print(f"  wrote {p}")
     return 0
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def add_parsers(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
