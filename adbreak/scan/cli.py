@@ -20,7 +20,7 @@ def _scan_fn(args: argparse.Namespace):  # noqa: ANN202 - a closure over the opt
 
     def scan(path: Path):  # noqa: ANN202
         return scan_recording(path, bundle_path=args.model, full=args.full, workers=args.workers,
-                              thumbnails=bool(args.server), progress=False)
+                              thumbnails=bool(args.server), progress=not args.quiet and not args.watch)
 
     return scan
 

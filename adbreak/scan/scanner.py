@@ -164,7 +164,10 @@ def scan_recording(
 ) -> ScanResult:
     """Scan ``recording`` for ad breaks (module doc). ``bundle_path`` adds a trained head's p(ad) to the cues.
     Raises :class:`AdbreakError` (one line) when the file is missing or nothing of it decodes; a damaged recording
-    is scanned as far as it decodes, its gaps and a warning in the result."""
+    is scanned as far as it decodes, its gaps and a warning in the result. ``progress``: a bar on stderr, one step
+    per pass."""
+    from tqdm import tqdm
+
     started = time.perf_counter()
     path = Path(recording)
     timings: dict[str, float] = {}
@@ -179,6 +182,8 @@ def scan_recording(
     workers = max(1, int(workers))
     warnings: list[str] = []
     pool = _Pool(workers)
+    bar = tqdm(total=3, desc=f"scan {path.name}: sound and intra frames", unit="pass", disable=not progress,
+               leave=False)
     try:
         # 2. coarse: the duration may be unknown or wrong (a cut-off recording): the grid follows what decodes
         t0 = time.perf_counter()
@@ -216,6 +221,8 @@ def scan_recording(
         else:  # the last intra frame's group to the end: where the video really ends (a cut-off recording)
             windows = merge([*windows, (last_t, duration + keys.intervals + 1.0)], 3.0, duration + keys.intervals + 1.0)
         timings["plan"] = time.perf_counter() - t0
+        bar.update(1)
+        bar.set_description(f"scan {path.name}: {sum(b - a for a, b in windows):.0f} s at full rate")
 
         # 4. fine
         t0 = time.perf_counter()
@@ -224,6 +231,8 @@ def scan_recording(
             (passes.window_pass, (str(path), part, GRID_FPS),
              {"scorer": keys.scorer, "bundle_path": bundle, "lead_s": keys.intervals + 1.0}) for part in parts])
         timings["fine"] = time.perf_counter() - t0
+        bar.update(1)
+        bar.set_description(f"scan {path.name}: deciding")
     finally:
         pool.close()
 
@@ -257,6 +266,8 @@ def scan_recording(
         silence_edges = edges(level_t, audio.levels < SILENCE_DBFS, max_step_s=1.5 * audio.level_step)
     segments = snap_to_frames(decided.segments, black_edges, silence_edges)
     timings["decide"] = time.perf_counter() - t0
+    bar.update(1)
+    bar.close()
 
     gaps = sorted({*keys.gaps, *(audio.gaps if audio else []), *(s for g in fine for s in g.gaps)})
     errors = keys.errors + (audio.errors if audio else 0) + sum(g.errors for g in fine)
