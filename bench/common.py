@@ -82,17 +82,46 @@ def adbreak(*args: Any, check: bool = True, quiet: bool = True) -> tuple[subproc
     return proc, wall
 
 
+TRAINING_CODE = ("adbreak/training", "adbreak/frames.py", "edge/head.py", "edge/bundle.py",
+                 "edge/backbone.py", "edge/geometry.py", "edge/assets/backbone.json")
+"""What makes a bench model: a cached one made by other code than these files hold now is made again."""
+
+
+def code_key(paths: tuple[str, ...]) -> str:
+    """A hash of the named files (folders: their ``.py`` files), as they are in the working tree."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in paths:
+        p = ROOT / rel
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            h.update(str(f.relative_to(ROOT)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def trained_bundle(name: str, video: Path, truth: Path, meta: dict[str, Any], *, fps: float = 2.0) -> Path:
-    """Extract frames from a training broadcast and train a bundle on them (reused when present)."""
+    """Extract frames from a training broadcast and train a bundle on them. Reused only when the cached bundle was
+    made from the same broadcast (its builder version and seed) at the same rate by the same training code
+    (``.bench-key`` beside it); otherwise made again."""
+    import shutil
+
     bundle = DATA / f"model-{name}"
-    if (bundle / "bundle.json").exists():
-        return bundle
     frames = DATA / f"frames-{name}"
-    if not frames.exists():
-        log(f"extracting {video.name} at {fps} fps")
-        adbreak("extract", video, "--segments", truth, "--out", frames, "--fps", fps)
+    key = json.dumps({"video": video.name, "builder_version": meta.get("builder_version"), "seed": meta.get("seed"),
+                      "fps": fps, "code": code_key(TRAINING_CODE)}, sort_keys=True)
+    stamp = bundle / ".bench-key"
+    if (bundle / "bundle.json").exists() and stamp.exists() and stamp.read_text() == key:
+        return bundle
+    for old in (bundle, frames):
+        if old.exists():
+            log(f"{old.name} was made from another broadcast or by other code: made again")
+            shutil.rmtree(old)
+    log(f"extracting {video.name} at {fps} fps")
+    adbreak("extract", video, "--segments", truth, "--out", frames, "--fps", fps)
     log(f"training {bundle.name}")
     adbreak("train", frames, "--out", bundle, "--cache-dir", DATA / "cache", *corners_arg(meta))
+    stamp.write_text(key)
     return bundle
 
 
