@@ -155,12 +155,15 @@ def median(xs: list[float]) -> float:
 
 
 def commit() -> str:
-    """The checked-out commit (``+dirty`` with uncommitted changes to tracked files), or ``unknown``."""
+    """The checked-out commit (``+dirty`` with uncommitted changes to tracked files other than the results), or
+    ``unknown``."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=ROOT, check=True).stdout.strip()
+        # (the result files themselves are left out: a benchmark run rewrites them)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)bench/results"], capture_output=True, text=True, cwd=ROOT,
+                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
