@@ -1,6 +1,7 @@
 """A scanned recording made by hand for the tests of recordings sent for review: a :class:`ScanResult` with real JPEG
-thumbnails (OpenCV), as ``scan_recording(..., thumbnails=True)`` fills them: one every 10 s and one on each side of
-every boundary, 384 pixels wide like the edge's keyframes, ad pictures red and program pictures blue."""
+thumbnails (OpenCV): one every 10 s and one on each side of every boundary (more than a scan's intra frames give,
+so the tests also see pictures at the edges), 384 pixels wide like the edge's keyframes, ad pictures red and
+program pictures blue."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@
 * :func:`window_pass` - full-rate decoding of chosen windows (seek to the intra frame before each, decode on): every
   cue of the live pipeline on the grid frames inside, the logo's presence with the logo the keyframe pass learned,
   the head's p(ad) with a model, and each decoded frame's black test for frame-accurate black edges.
-* :func:`full_pass` - every grid frame of the recording, for recordings without sound and for ``--full``.
 
 Times are seconds on the video's clock (0 = the first video frame's timestamp), as ``adbreak evaluate`` has them.
 The grid is the live pipeline's sampling: frame slot ``k`` at ``k / fps`` takes the first decoded frame at or after
@@ -445,7 +444,6 @@ class GridValues:
     columns: dict[str, list[float]] = field(default_factory=dict)
     frame_t: list[float] = field(default_factory=list)
     frame_black: list[float] = field(default_factory=list)
-    thumbnails: list[tuple[float, bytes]] = field(default_factory=list)
     gaps: list[tuple[float, float]] = field(default_factory=list)
     spans: list[tuple[int, int]] = field(default_factory=list)  # first and last grid frame of each window
     errors: int = 0
@@ -482,7 +480,7 @@ class _FrameAnalyser:
         self.cut.reset()
         self.black.forget_recent()
 
-    def analyse(self, t: float, frame: av.VideoFrame) -> tuple[dict[str, float], np.ndarray]:
+    def analyse(self, t: float, frame: av.VideoFrame) -> dict[str, float]:
         screen = ScreenFrame.from_gray(t, frame_luma(frame))
         values = self.black.update(screen)
         values.update(self.cut.update(screen))
@@ -493,7 +491,7 @@ class _FrameAnalyser:
             rgb = frame.to_ndarray(format="rgb24")
             probs = self.detector.classify(self.detector.preprocess(rgb))
             values["p_ad"] = float(probs[self.detector.ad_index])
-        return values, screen.small
+        return values
 
     def black_of(self, small: np.ndarray) -> float:
         return self.black.peek(small)
@@ -581,7 +579,7 @@ def window_pass(
                     if edges:
                         pending.append((t, frame))  # measured only if a black edge lies before the next grid frame
                     continue
-                values, _ = analyser.analyse(t, frame)
+                values = analyser.analyse(t, frame)
                 k = sampler.slot(t)
                 out.add(k, values)
                 first_k = k if first_k is None else first_k
@@ -605,9 +603,3 @@ def window_pass(
         container.close()
     out.seconds = time.perf_counter() - started
     return out
-
-
-def full_pass(path: str | Path, fps: float, duration: float, *, scorer: LogoScorer | None = None,
-              bundle_path: str | None = None) -> GridValues:
-    """Every grid frame of the recording (one window over all of it)."""
-    return window_pass(path, [(0.0, duration + 1.0)], fps, scorer=scorer, bundle_path=bundle_path)

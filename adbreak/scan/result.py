@@ -29,8 +29,8 @@ class ScanResult:
     warnings: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)  # the recording's container, codecs, size, audio
     thumbnails: list[tuple[float, bytes]] = field(default_factory=list, repr=False)
-    """``(t, JPEG)`` pictures of the recording (``scan_recording(..., thumbnails=True)``): one at least every
-    ``THUMBNAIL_STEP_S`` and one on each side of every decided boundary, for review on the server."""
+    """``(t, JPEG)`` pictures of the recording (``scan_recording(..., thumbnails=True)``) for review on the
+    server: intra frames, about one every ``THUMBNAIL_STEP_S`` (one per GOP where they are further apart)."""
 
     @property
     def ad_breaks(self) -> list[Segment]:

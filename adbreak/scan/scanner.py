@@ -244,7 +244,7 @@ def scan_recording(
         duration = frames_end
         n = int(math.floor(duration * GRID_FPS - 1e-9)) + 1
     key_k = np.floor((keys.t + 1e-3) * GRID_FPS).astype(np.int64)
-    key_values = {"black": keys.black, "luma": keys.luma, "logo": _rescored_logo(keys)}
+    key_values = {"black": keys.black, "luma": keys.luma, "logo": keys.logo}
     audio_cols = {"silence": audio.silence, "loudness": audio.loudness} if audio is not None else None
     t, cols = assemble(n, GRID_FPS, audio=audio_cols, key_k=key_k, key_values=key_values,
                        windows=[(g.k, g.columns) for g in fine], spans=[sp for g in fine for sp in g.spans],
@@ -286,7 +286,7 @@ def scan_recording(
         warnings.append("the recording ends inside a TS packet (cut off?)")
     timings["total"] = time.perf_counter() - started
     frames = sum(len(g.k) for g in fine)
-    thumbs = sorted({*keys.thumbnails, *(th for g in fine for th in g.thumbnails)})
+    thumbs = keys.thumbnails
     return ScanResult(
         recording=path,
         duration_s=duration,
@@ -303,7 +303,3 @@ def scan_recording(
               "logo": keys.scorer is not None, "audio": audio is not None, "corrupt_packets": errors},
         thumbnails=thumbs,
     )
-
-
-def _rescored_logo(keys: passes.KeyframeResult) -> np.ndarray:
-    return keys.logo
