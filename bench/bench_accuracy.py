@@ -11,7 +11,7 @@ classification (one-frame window, no minimum times, a 0.5 threshold), to show wh
 all three again on the same scores with 4% of the frames flipped (a worse camera, an unseen channel), where the
 head is no longer perfect and the difference shows.
 
-Usage: python bench/bench_accuracy.py [--minutes 30] [--variants clean,camera]
+Usage: python bench/bench_accuracy.py [--minutes 30] [--variants clean,camera] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import argparse
 import json
 
 import numpy as np
-from common import DATA, adbreak, broadcast, log, trained_bundle, write_result
+from common import DATA, adbreak, broadcast, log, parse_args, trained_bundle, write_result
 
 from adbreak.scores import read_scores, write_scores
 
 NOISE = 0.04
+QUICK = {"minutes": 2.0, "variants": "clean"}
 
 KEYS = ("accuracy", "program_lost_s", "ad_missed_s", "false_breaks", "missed_breaks", "transitions_true",
         "transitions_matched", "boundary_err_median_s", "boundary_err_p95_s", "flaps", "segment_f1",
@@ -81,7 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--variants", default="clean,camera")
-    args = ap.parse_args()
+    args = parse_args(ap, QUICK)
     results = {v: run_variant(v, args.minutes) for v in args.variants.split(",")}
     md = f"# Accuracy on held-out built broadcasts ({args.minutes:g} min each)\n\n" \
          "Train: pool `train`, seed 1. Held out: pool `heldout`, seed 2 (other clip excerpts and ad cut-downs). " \

@@ -6,7 +6,7 @@ by its retained state, as an edge agent publishes them. A plain paho
 subscriber timestamps each event's arrival from the broker; inside the page a MutationObserver timestamps each change
 of the device's state badge (`data-testid=device-state-<device>`). Both clocks are this machine's wall clock.
 
-Usage: python bench/bench_browser.py [--events 100] [--interval 0.5]
+Usage: python bench/bench_browser.py [--events 100] [--interval 0.5] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -17,9 +17,22 @@ import shutil
 import threading
 import time
 
-from common import BENCH_PASSWORD, BENCH_USER, DATA, Mosquitto, Server, log, median, percentile, write_result
+from common import (
+    BENCH_PASSWORD,
+    BENCH_USER,
+    DATA,
+    Mosquitto,
+    Server,
+    log,
+    median,
+    parse_args,
+    percentile,
+    write_result,
+)
 
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
+
+QUICK = {"events": 10}
 
 OBSERVER = """(id) => {
   window.__changes = [];
@@ -37,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100)
     ap.add_argument("--interval", type=float, default=0.5)
-    args = ap.parse_args()
+    args = parse_args(ap, QUICK)
 
     import paho.mqtt.client as mqtt
     from playwright.sync_api import sync_playwright

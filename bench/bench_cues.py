@@ -6,7 +6,7 @@
 2. ``VideoSource`` at 5 fps on a made 960x540 H.264 clip with 48 kHz stereo AAC, with ``audio=True`` and
    ``audio=False`` (one decoding thread): CPU ms per analysed frame, the difference being the audio's cost.
 
-Usage: python bench/bench_cues.py [--repeats 3]
+Usage: python bench/bench_cues.py [--repeats 3] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, log, median, write_result
+from common import ROOT, log, median, parse_args, write_result
 
 MEDIA = ROOT / "adbreak" / "broadcast" / "media"
 W, H = 960, 540
+QUICK = {"repeats": 1}
 
 
 def fit(image: np.ndarray) -> np.ndarray:
@@ -119,7 +120,7 @@ def decode_ms(path: Path, audio: bool) -> tuple[float, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
+    args = parse_args(p, QUICK)
     import cv2
 
     cv2.setNumThreads(1)

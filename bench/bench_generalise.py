@@ -21,7 +21,7 @@ Per variant (a 30-minute clean broadcast; each real-TV difficulty on its own and
   runner lives outside this repository; the figures are what it measured.
 
 Usage: python bench/bench_generalise.py [--minutes 30] [--variant-minutes 10] [--camera-minutes 15]
-       [--train-minutes 20] [--camera-train-minutes 10] [--only a,b]
+       [--train-minutes 20] [--camera-train-minutes 10] [--only a,b] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import DATA, RESULTS, adbreak, broadcast, corners_arg, log, trained_bundle, write_result
+from common import DATA, RESULTS, adbreak, broadcast, corners_arg, log, parse_args, trained_bundle, write_result
 
 from adbreak.scores import read_scores, write_scores
 from adbreak.segments import label_at, read_segments
@@ -42,6 +42,8 @@ HOLD = {"end_hold_s": 16.0}
 DIFFICULTIES = ("no_black", "fades", "promos", "cold_open", "loud", "transparent")
 KEYS = ("accuracy", "program_lost_s", "ad_missed_s", "false_breaks", "missed_breaks", "flaps",
         "boundary_err_median_s", "latency_median_s", "latency_p95_s", "realtime_factor")
+QUICK = {"minutes": 2.0, "variant_minutes": 2.0, "camera_minutes": 2.0, "train_minutes": 2.0,
+         "camera_train_minutes": 2.0, "only": "clean,promos,camera"}
 
 
 def variants(minutes: float, variant_minutes: float, camera_minutes: float) -> dict[str, dict]:
@@ -136,7 +138,7 @@ def main() -> None:
     ap.add_argument("--train-minutes", type=float, default=20.0)
     ap.add_argument("--camera-train-minutes", type=float, default=10.0)
     ap.add_argument("--only", help="comma-separated variants (default: all)")
-    args = ap.parse_args()
+    args = parse_args(ap, QUICK)
     specs = variants(args.minutes, args.variant_minutes, args.camera_minutes)
     if args.only:
         specs = {k: specs[k] for k in args.only.split(",")}

@@ -6,7 +6,7 @@
    state every 30-60 s and passes through low-confidence stretches: the average ms per analysed frame (all frames,
    encoding included), the keyframes chosen per segment, their size, and the JPEG bytes the rings hold.
 
-Usage: python bench/bench_keyframes.py [--repeats 3]
+Usage: python bench/bench_keyframes.py [--repeats 3] [--frames 1500] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import argparse
 import time
 
 import numpy as np
-from common import ROOT, log, median, write_result
+from common import ROOT, log, median, parse_args, write_result
 
 MEDIA = ROOT / "adbreak" / "broadcast" / "media"
+QUICK = {"repeats": 1, "frames": 300}
 
 
 def frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
@@ -90,7 +91,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--frames", type=int, default=1500, help="analysed frames in the recorder run (5 min at 5 fps)")
-    args = ap.parse_args()
+    args = parse_args(ap, QUICK)
 
     sizes = {"640x360": (640, 360), "960x540": (960, 540), "1280x720": (1280, 720)}
     enc: dict[str, float] = {}
@@ -107,6 +108,7 @@ def main() -> int:
     log(f"recorder: {median(per_frame):.3f} ms per analysed frame; {rec['picks_per_segment']:.1f} keyframes/segment")
 
     data = {
+        "repeats": args.repeats,
         "encode_thumbnail_ms": enc,
         "recorder_ms_per_frame": round(median(per_frame), 3),
         "recorder_runs_ms_per_frame": [round(x, 3) for x in per_frame],

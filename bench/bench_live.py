@@ -17,7 +17,8 @@ Latency = command arrival at the subscriber - true wall time of the boundary. Th
 decision's own delay in stream time (the evidence the decoder waits for), and the rest (processing, MQTT, server,
 rule).
 
-Usage: python bench/bench_live.py [--devices 4] [--minutes 5] [--first-minutes 10] [--speed 1] [--with-model]
+Usage: python bench/bench_live.py [--devices 4] [--minutes 6] [--first-minutes 10] [--speed 1] [--with-model]
+       [--train-minutes 10] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -29,25 +30,41 @@ import sys
 import threading
 import time
 
-from common import DATA, ROOT, Mosquitto, Server, broadcast, log, median, percentile, trained_bundle, write_result
+from common import (
+    DATA,
+    ROOT,
+    Mosquitto,
+    Server,
+    broadcast,
+    log,
+    median,
+    parse_args,
+    percentile,
+    trained_bundle,
+    write_result,
+)
+
+QUICK = {"devices": 2, "minutes": 2.0, "first_minutes": 1.0, "speed": 2.0, "train_minutes": 2.0}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=4)
-    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--minutes", type=float, default=6.0)
     ap.add_argument("--speed", type=float, default=1.0)
     ap.add_argument("--first-minutes", type=float, default=10.0,
                     help="what each device watched before (another held-out broadcast); 0: a brand-new device")
     ap.add_argument("--with-model", action="store_true", help="add a head trained on a train-pool broadcast")
-    args = ap.parse_args()
+    ap.add_argument("--train-minutes", type=float, default=10.0, help="with --with-model: its training broadcast")
+    args = parse_args(ap, QUICK)
 
     import paho.mqtt.client as mqtt
 
     model: list[str] = []
     if args.with_model:
-        tv, tt, tm = broadcast("train-clean-10m", seed=1, duration_s=600, pool="train")
-        model = ["--model", str(trained_bundle("clean-10m", tv, tt, tm))]
+        tv, tt, tm = broadcast(f"train-clean-{args.train_minutes:g}m", seed=1, duration_s=args.train_minutes * 60,
+                               pool="train")
+        model = ["--model", str(trained_bundle(f"clean-{args.train_minutes:g}m", tv, tt, tm))]
     casts = [broadcast(f"live-{i}-{args.minutes:g}m", seed=100 + i, duration_s=args.minutes * 60, pool="heldout")
              for i in range(args.devices)]
     work = DATA / "live"

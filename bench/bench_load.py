@@ -22,10 +22,12 @@ After the sustained phase a flood phase: `--flood` messages of the same mix (tel
 fast as the publishers can; the plain subscriber's delivery rate is the broker's raw throughput, the ceiling for any
 consumer, and the server's ingest rate (its `received` counter) is compared with it.
 
-Results are merged into `<out>/load.json` (keyed by N) and `<out>/load.md` is rewritten from all runs.
+Results are merged into `<out>/load.json` (keyed by N) and `<out>/load.md` is rewritten from all runs. The findings
+written by hand about these runs live in `bench/results/load-findings.md`, which no run touches; load.md links to it.
 
 Usage: python bench/bench_load.py --devices 100 --seconds 600
-       python bench/bench_load.py --quick            (a smoke test: 5 devices, 12 s, compressed breaks)
+       python bench/bench_load.py --profile quick    (a smoke test: 5 devices, 12 s, compressed breaks, into
+                                                      bench/results/quick/)
 """
 
 from __future__ import annotations
@@ -50,8 +52,10 @@ from common import (
     RESULTS,
     Mosquitto,
     Server,
+    commit,
     log,
     machine,
+    parse_args,
     percentile,
 )
 
@@ -80,6 +84,10 @@ OBSERVER = """() => {
 }"""
 
 PROBE = "probe"
+QUICK = {"devices": 5, "seconds": 12.0, "flood": 2000, "program_s": [2.0, 4.0], "ad_s": [0.3, 0.8],
+         "probe_interval": 1.0, "sample_s": 1.0}
+FINDINGS = RESULTS.parent / "load-findings.md" if RESULTS.name == "quick" else RESULTS / "load-findings.md"
+"""Hand-written findings about the runs (kept apart from load.md, which every run rewrites)."""
 
 
 # ---------------------------------------------------------------------------------------------------- publishers
@@ -663,7 +671,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def markdown(runs: dict[str, Any]) -> str:
+def markdown(runs: dict[str, Any], out: Path) -> str:
     rows = []
     for key in sorted(runs, key=lambda k: (runs[k].get("quick", False), int(runs[k]["devices"]))):
         r = runs[key]
@@ -710,6 +718,9 @@ def markdown(runs: dict[str, Any]) -> str:
         "job.",
         "",
         "Reproduce: " + "; ".join(f"`{c}`" for c in cmds),
+        "",
+        f"Findings about these runs, written by hand (no run rewrites them): "
+        f"[{FINDINGS.name}]({os.path.relpath(FINDINGS, out)}).",
     ])
 
 
@@ -726,27 +737,24 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--database-url", default=None, help="an EMPTY database (default: a fresh SQLite file)")
     ap.add_argument("--no-browser", dest="browser", action="store_false")
-    ap.add_argument("--quick", action="store_true", help="smoke test: 5 devices, 12 s, breaks every 2-4 s")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of load.json / load.md")
-    args = ap.parse_args()
-    if args.quick:
-        args.devices, args.seconds, args.flood = 5, 12.0, 2000
-        args.program_s, args.ad_s, args.probe_interval, args.sample_s = [2.0, 4.0], [0.3, 0.8], 1.0, 1.0
+    args = parse_args(ap, QUICK)
     if args.devices < 1 or args.seconds <= 0 or args.flood < args.publishers * 2:
         raise SystemExit("bench_load: --devices >= 1, --seconds > 0 and --flood >= 2 per publisher")
     res = run(args)
-    res["quick"] = args.quick
+    res["quick"] = args.profile == "quick"
     argv = " ".join(os.sys.argv[1:])
     res["command"] = f".venv/bin/python bench/bench_load.py {argv}".strip()
     res["machine"] = machine()
+    res["commit"] = commit()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "load.json"
     runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
-    runs[f"{args.devices}{'-quick' if args.quick else ''}"] = res
+    runs[str(args.devices)] = res
     from adbreak.atomic import write_text
 
     write_text(path, json.dumps({"runs": runs}, indent=1) + "\n")
-    md = markdown(runs)
+    md = markdown(runs, args.out)
     write_text(args.out / "load.md", md + "\n")
     log(f"wrote {path} and load.md")
     print(md)

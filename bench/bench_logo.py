@@ -12,7 +12,7 @@ with the ``transparent`` difficulty (the logo at alpha 0.25). Each is decoded at
   builder's logo box, and, from then on, the share of frames whose presence (> 0.5) agrees with the truth's labels,
   with the mean presence on program and on ad frames.
 
-Usage: python bench/bench_logo.py [--duration 600] [--seed 3]
+Usage: python bench/bench_logo.py [--duration 600] [--seed 3] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import os
 import time
 
 import numpy as np
-from common import DATA, log, write_result
+from common import DATA, log, parse_args, write_result
 
+QUICK = {"duration": 90.0}
 VARIANTS = (("clean", {}), ("camera", {"camera": True}), ("transparent", {"difficulties": ("transparent",)}))
 
 
@@ -124,7 +125,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=600.0)
     ap.add_argument("--seed", type=int, default=3)
-    args = ap.parse_args()
+    args = parse_args(ap, QUICK)
     import cv2
 
     cv2.setNumThreads(1)

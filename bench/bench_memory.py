@@ -9,7 +9,7 @@
    every ad aired again later at another sample phase (0.1 s later within the 5 fps grid) and degraded as above.
    Reports each run's start error (s) and length against the clip's, and program frames that matched.
 
-Prints a markdown report. Usage: python bench/bench_memory.py [--repeats 3]
+Writes bench/results/memory.json and .md. Usage: python bench/bench_memory.py [--repeats 3] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import statistics
 import time
 
 import numpy as np
-from common import ROOT, log
+from common import ROOT, log, parse_args, write_result
 
 MEDIA = ROOT / "adbreak" / "broadcast" / "media"
 ADS = ("gillette", "box", "cup")
 PROGRAM = ("vtest", "bikes", "bigbuckbunny")
 FPS = 5.0
+QUICK = {"repeats": 1}
 
 
 def clip_gray(name: str) -> tuple[list[np.ndarray], list[float]]:
@@ -215,7 +216,7 @@ def runs(clips: dict[str, tuple[list[np.ndarray], list[float]]]) -> dict[str, ob
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parse_args(parser, QUICK)
     log("decoding the bundled clips")
     clips = {name: clip_gray(name) for name in ADS + PROGRAM}
     log("costs")
@@ -224,7 +225,7 @@ def main() -> None:
     d = distances(clips)
     log("runs")
     r = runs(clips)
-    print(f"""# Repeated-ad memory
+    md = [f"""# Repeated-ad memory
 
 ## CPU time per call (medians of {args.repeats} runs, this machine; `os.cpu_count()` = {os.cpu_count()})
 | what | us |
@@ -247,12 +248,14 @@ Same frame shown again (shift, gain, noise, JPEG q50): median {d["same_p50"]:.0f
 Run start error is measured from the clip's first non-uniform frame (gillette opens on 1.4 s of black fading in).
 
 | ad | clip s | first picture s | run start error s | run length s | runs | share of frames scoring 1 |
-|---|---|---|---|---|---|---|""")
+|---|---|---|---|---|---|---|"""]
     for a in r["ads"]:
-        print(
-            f"| {a['ad']} | {a['clip_s']} | {a['first_picture_s']} | {a['run_start_err_s']} | {a['run_len_s']} | {a['runs']} | {a['frames_matched']:.2f} |"
-        )
-    print(f"\nProgram frames scoring above 0: {r['program_matched']} of {r['program_frames']}.")
+        md.append(f"| {a['ad']} | {a['clip_s']} | {a['first_picture_s']} | {a['run_start_err_s']} | {a['run_len_s']} | "
+                  f"{a['runs']} | {a['frames_matched']:.2f} |")
+    md += ["", f"Program frames scoring above 0: {r['program_matched']} of {r['program_frames']}.", "",
+           "Reproduce: `.venv/bin/python bench/bench_memory.py`."]
+    write_result("memory", {"repeats": args.repeats, "cpu_us": c, "distances": d, "runs": r}, "\n".join(md))
+    print("\n".join(md))
 
 
 if __name__ == "__main__":

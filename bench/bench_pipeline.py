@@ -6,7 +6,8 @@
 3. `adbreak evaluate` on a 30-minute 960x540 25 fps recording at 5 fps (a new process, as a user runs it);
 4. the edge process's peak RSS while running the pipeline.
 
-Usage: python bench/bench_pipeline.py [--minutes 30] [--repeats 3]
+Usage: python bench/bench_pipeline.py [--minutes 30] [--repeats 3] [--path-frames 600] [--train-minutes 10]
+       [--agent-seconds 120] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import DATA, ROOT, adbreak, broadcast, log, machine, median, trained_bundle, write_result
+from common import DATA, ROOT, adbreak, broadcast, log, machine, median, parse_args, trained_bundle, write_result
+
+QUICK = {"minutes": 2.0, "repeats": 1, "path_frames": 100, "train_minutes": 2.0, "agent_seconds": 20.0}
 
 # the peak is the process's own VmHWM: getrusage's ru_maxrss keeps the high-water mark of the process image exec
 # replaced, which for a child forked from this benchmark is the benchmark's own RSS (Linux keeps it across execve)
@@ -106,10 +109,10 @@ def backbone_ms(repeats: int = 200, threads: int = 1) -> float:
     return round(median(ts) * 1000, 3)
 
 
-def agent_peak_rss(video: Path, model: Path | None) -> int:
-    """Peak RSS (KB) of the real `adbreak edge` process on 120 s of ``video`` replayed at 4x its own pace (as a live
-    source would arrive, faster), publishing to a private Mosquitto. GNU time reports the child's own high-water mark
-    (its parent, time, is tiny). Read as fast as it decodes instead, the capture queue fills with 8 full frames
+def agent_peak_rss(video: Path, model: Path | None, seconds: float = 120.0) -> int:
+    """Peak RSS (KB) of the real `adbreak edge` process on ``seconds`` of ``video`` replayed at 4x its own pace (as a
+    live source would arrive, faster), publishing to a private Mosquitto. GNU time reports the child's own high-water
+    mark (its parent, time, is tiny). Read as fast as it decodes instead, the capture queue fills with 8 full frames
     (12 MB more at 960x540): a backlog a live source does not build."""
     import tempfile
 
@@ -117,7 +120,7 @@ def agent_peak_rss(video: Path, model: Path | None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp, Mosquitto(Path(tmp) / "broker") as broker:
         cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "adbreak", "edge", "--source", str(video),
-               "--device", "rss", "--mqtt", f"127.0.0.1:{broker.port}", "--speed", "4", "--duration", "120",
+               "--device", "rss", "--mqtt", f"127.0.0.1:{broker.port}", "--speed", "4", "--duration", f"{seconds:g}",
                "--state-dir", str(Path(tmp) / "state"), *(["--model", str(model)] if model else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
     return int(proc.stderr.strip().splitlines()[-1])
@@ -128,17 +131,20 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--path-frames", type=int, default=600)
-    args = ap.parse_args()
+    ap.add_argument("--train-minutes", type=float, default=10.0, help="the train-pool broadcast the head learns from")
+    ap.add_argument("--agent-seconds", type=float, default=120.0, help="stream seconds of each real agent's run")
+    args = parse_args(ap, QUICK)
 
-    tv, tt, tm = broadcast("train-clean-10m", seed=1, duration_s=600, pool="train")
-    bundle = trained_bundle("clean-10m", tv, tt, tm)
+    tv, tt, tm = broadcast(f"train-clean-{args.train_minutes:g}m", seed=1, duration_s=args.train_minutes * 60,
+                           pool="train")
+    bundle = trained_bundle(f"clean-{args.train_minutes:g}m", tv, tt, tm)
     video, truth, _ = broadcast(f"bench-{args.minutes:g}m", seed=7, duration_s=args.minutes * 60, pool="heldout")
 
     log("backbone alone")
     bb = [backbone_ms() for _ in range(args.repeats)]
     bb2 = [backbone_ms(threads=2) for _ in range(args.repeats)]
     log("FFmpeg's own decoder, one thread")
-    ff = [ffmpeg_decode_ms(video) for _ in range(args.repeats)]
+    ff = [ffmpeg_decode_ms(video, min(120.0, args.minutes * 60)) for _ in range(args.repeats)]
     log("per-frame path, one thread")
     paths = [one_thread_path(bundle, video, args.path_frames) for _ in range(args.repeats)]
     path = min(paths, key=lambda p: abs(p["frames_per_s"] - median([q["frames_per_s"] for q in paths])))
@@ -154,7 +160,7 @@ def main() -> None:
     rss_runs = []  # a process's peak RSS varies by several MB from run to run (thread timing, allocator state)
     for _ in range(args.repeats):
         proc = subprocess.run(
-            [sys.executable, "-c", RSS_PROBE, str(bundle), str(video), "120"],
+            [sys.executable, "-c", RSS_PROBE, str(bundle), str(video), f"{args.agent_seconds:g}"],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -164,7 +170,7 @@ def main() -> None:
         rss_runs.append(kb)
     rss_kb = median(rss_runs)
     log("the real adbreak edge process's peak RSS (with and without the model)")
-    agent_rss = {label: [agent_peak_rss(video, model) for _ in range(args.repeats)]
+    agent_rss = {label: [agent_peak_rss(video, model, args.agent_seconds) for _ in range(args.repeats)]
                  for label, model in (("model", bundle), ("no model", None))}
     log("adbreak evaluate without a model")
     walls_nomodel = []
@@ -174,6 +180,8 @@ def main() -> None:
 
     result = {
         "recording": {"file": video.name, "minutes": args.minutes, "size": "960x540", "fps": 25, "analysed_fps": 5},
+        "repeats": args.repeats,
+        "agent_seconds": args.agent_seconds,
         "backbone_one_thread_ms_median": median(bb),
         "backbone_two_threads_ms_median": median(bb2),
         "backbone_runs_ms": bb,
@@ -211,7 +219,7 @@ Machine: {m["cpu"]}, {m["cores"]} cores, {" ".join(m["simd"]) or "no AVX2, AVX-5
 | ceiling on this machine: decode+sample + backbone alone / decode+sample + resize alone | {result["ceiling_fps_decode_plus_backbone"]:.1f} / {result["ceiling_fps_decode_plus_resize"]:.1f} frames/s | |
 | `adbreak evaluate`, {args.minutes:g}-min 540p recording at 5 fps | {median(walls):.1f} s (realtime x{metrics.get("realtime_factor")}) | <= 60 s |
 | edge process peak RSS (bundle loaded, {frames_rss} frames analysed) | {rss_kb / 1024:.1f} MB (runs: {", ".join(f"{kb / 1024:.1f}" for kb in rss_runs)}) | (a probe script; since issue 13 the budget is the real agent's, next row) |
-| the real `adbreak edge` process's peak RSS (MQTT to a private Mosquitto, 120 s of stream, cues, logo, memory, fusion): with the model / without | {median(agent_rss["model"]) / 1024:.1f} / {median(agent_rss["no model"]) / 1024:.1f} MB | <= 170 MB |
+| the real `adbreak edge` process's peak RSS (MQTT to a private Mosquitto, {args.agent_seconds:g} s of stream at 4x, cues, logo, memory, fusion): with the model / without | {median(agent_rss["model"]) / 1024:.1f} / {median(agent_rss["no model"]) / 1024:.1f} MB | <= 170 MB |
 | `adbreak evaluate` without a model (cues alone), same recording | {median(walls_nomodel):.1f} s | |
 
 Reproduce: `.venv/bin/python bench/bench_pipeline.py` (builds its recordings under bench/.data the first time).

@@ -14,15 +14,17 @@ device's next event comes after one of every other device's, as fast as one QoS 
 from the first publish to the last event committed (polled in the database); the result is that many events over
 that time. Each run also checks that every event was stored exactly once.
 
-Writes bench/results/scale.json (atomically). Usage: python bench/bench_scale.py [--devices 200 --events 20]
+With ``--repeat`` > 1 the configurations run in turn that many times; ``medians`` holds each configuration's median
+events/s over its runs.
+
+Writes bench/results/scale.json and .md (atomically). Usage: python bench/bench_scale.py [--devices 100] [--events 10]
+[--repeat 3] [--profile quick|full]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,20 +32,66 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import paho.mqtt.client as mqtt  # noqa: E402
+from common import RESULTS, median, parse_args, write_result  # noqa: E402
 
-from adbreak.atomic import write_text  # noqa: E402
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id  # noqa: E402
 from server import db  # noqa: E402
-from tests.db_support import create_pg_database, drop_created, query  # noqa: E402
 from tests.edge_mqtt_support import Mosquitto  # noqa: E402
 from tests.server_support import ServerProcess  # noqa: E402
 
 TOPICS = Topics()
 REDIS_URL = os.environ.get("ADBREAK_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+PG_SERVER = os.environ.get("ADBREAK_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 CONFIGS = {"1-plain": (1, False, False), "1-shared-no-redis": (1, True, False), "1-shared": (1, True, True),
            "2-shared": (2, True, True)}
+QUICK = {"devices": 20, "events": 5}
+
+
+def _admin():
+    from sqlalchemy import create_engine
+
+    return create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+
+
+def create_pg_database() -> str:
+    """A new empty database on the PostgreSQL server at ``ADBREAK_BENCH_PG`` (trust authentication); its URL."""
+    import uuid
+
+    from sqlalchemy import text
+
+    name = f"adbreak_bench_{uuid.uuid4().hex[:16]}"
+    admin = _admin()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return f"{PG_SERVER}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    from sqlalchemy import text
+
+    admin = _admin()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    from sqlalchemy import text
+
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
 
 
 def counters(srv: ServerProcess) -> dict:
@@ -130,18 +178,17 @@ def run(name: str, n_servers: int, shared: bool, use_redis: bool, devices: int, 
         pub.disconnect()
         pub.loop_stop()
         broker.stop()
-        drop_created()
+        drop_pg_database(url)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", type=int, default=200)
-    ap.add_argument("--events", type=int, default=20, help="events per device")
+    ap.add_argument("--devices", type=int, default=100)
+    ap.add_argument("--events", type=int, default=10, help="events per device")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
-    ap.add_argument("--repeat", type=int, default=1, help="run the configurations in turn this many times (this "
+    ap.add_argument("--repeat", type=int, default=3, help="run the configurations in turn this many times (this "
                     "machine's load varies: interleaved runs compare like with like)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
-    args = ap.parse_args()
+    args = parse_args(ap, QUICK)
     if args.devices < 1 or args.events < 1:
         ap.error("--devices and --events must be at least 1")
     chosen = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -156,12 +203,26 @@ def main() -> None:
             key = name if args.repeat == 1 else f"{name}#{k}"
             with tempfile.TemporaryDirectory(prefix=f"bench-scale-{name}-") as tmp:
                 runs[key] = run(key, *CONFIGS[name], args.devices, args.events, Path(tmp))
-    out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-           "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "command": "python bench/bench_scale.py " + " ".join(sys.argv[1:]), "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(args.out, json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    medians = {name: median([r["events_per_s"] for k, r in runs.items() if k.split("#")[0] == name])
+               for name in chosen}
+    rows = [f"| {k} | {r['servers']} | {r['shared_subscription']} | {r['redis']} | {r['events']} | {r['stored_s']} s | "
+            f"{r['events_per_s']} | {r['stored_once']} | {r['load_average_1min']} |" for k, r in runs.items()]
+    md = "\n".join([
+        "# Scale-out: one server against two sharing the work (PostgreSQL)",
+        "",
+        f"{args.devices} devices x {args.events} events each, published as fast as one QoS 1 publisher can; the time "
+        "from the first publish to the last event committed. Configurations: see the docstring of "
+        "`bench/bench_scale.py`. This machine is shared: read the rates with the load average beside them.",
+        "",
+        "| run | servers | shared subscription | Redis | events | stored in | events/s | stored once | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Median events/s per configuration: " + ", ".join(f"{k} {v}" for k, v in medians.items()) + ".",
+    ])
+    write_result("scale", {"devices": args.devices, "events_per_device": args.events, "repeat": args.repeat,
+                           "medians": medians, "runs": runs}, md)
+    print(f"wrote {RESULTS / 'scale.json'}")
 
 
 if __name__ == "__main__":

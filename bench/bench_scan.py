@@ -16,7 +16,9 @@ frame on two threads, the yardstick) and `adbreak scan FILE --json` (a new proce
 peak of the summed RSS of the scan's whole process tree (the CLI, its worker, FFmpeg's audio decoder), sampled every
 50 ms from /proc.
 
-Usage: python bench/bench_scan.py [--repeats 3] [--skip-2h]
+In the quick profile the recording is 2 minutes, its TS 1 minute, one run each, and there is no 2-hour run.
+
+Usage: python bench/bench_scan.py [--repeats 3] [--skip-2h] [--minutes 30] [--ts-minutes 10] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ import threading
 import time
 from pathlib import Path
 
-from common import DATA, ROOT, broadcast, command, commit, log, median, write_result
+from common import DATA, ROOT, broadcast, log, median, parse_args, write_result
 
 sys.path.insert(0, str(ROOT))
 from adbreak.metrics import evaluate_segments  # noqa: E402
 from adbreak.segments import Segment, read_segments  # noqa: E402
 
-TS_MINUTES = 10
-TS_ARGS = ["-t", str(TS_MINUTES * 60), "-vf", "scale=1920:1080:flags=bicubic", "-c:v", "mpeg2video", "-b:v", "8M", "-maxrate", "15M",
+QUICK = {"repeats": 1, "skip_2h": True, "minutes": 2.0, "ts_minutes": 1.0}
+TS_ARGS = ["-vf", "scale=1920:1080:flags=bicubic", "-c:v", "mpeg2video", "-b:v", "8M", "-maxrate", "15M",
            "-bufsize", "8M", "-g", "12", "-bf", "2", "-flags", "+ilme+ildct", "-top", "1", "-threads", "2",
            "-c:a", "mp2", "-b:a", "192k", "-ar", "48000", "-f", "mpegts"]
 """How the 1080i MPEG-2 TS is made from the built MP4 (part of the cache key)."""
@@ -63,13 +65,14 @@ def cached(out: Path, key: str, make) -> Path:  # noqa: ANN001
     return out
 
 
-def mpeg2_ts(src: Path) -> Path:
+def mpeg2_ts(src: Path, minutes: float) -> Path:
     out = DATA / f"{src.stem}-1080i.ts"
-    key = json.dumps({"src": src.name, "size": src.stat().st_size, "args": TS_ARGS})
+    args = ["-t", f"{minutes * 60:g}", *TS_ARGS]
+    key = json.dumps({"src": src.name, "size": src.stat().st_size, "args": args})
 
     def make(tmp: Path) -> None:
         log(f"encoding {out.name} (1080i MPEG-2; takes a while)")
-        subprocess.run([ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(src), *TS_ARGS, str(tmp)], check=True)
+        subprocess.run([ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(src), *args, str(tmp)], check=True)
 
     return cached(out, key, make)
 
@@ -203,10 +206,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-2h", action="store_true", help="no 2-hour memory run")
-    args = ap.parse_args()
-    video, truth_path, _ = broadcast("test-clean", seed=21, duration_s=1800, pool="heldout")
+    ap.add_argument("--minutes", type=float, default=30.0, help="the H.264 MP4 recording")
+    ap.add_argument("--ts-minutes", type=float, default=10.0, help="its first minutes made a 1080i MPEG-2 TS")
+    args = parse_args(ap, QUICK)
+    name = "test-clean" if args.minutes == 30 else f"test-clean-{args.minutes:g}m"
+    video, truth_path, _ = broadcast(name, seed=21, duration_s=args.minutes * 60, pool="heldout")
     truth = read_segments(truth_path)
-    res: dict = {"command": command(), "commit": commit()}
+    res: dict = {"repeats": args.repeats, "minutes": args.minutes, "ts_minutes": args.ts_minutes}
     res["h264"] = speed(video, truth, args.repeats)
     full, wall, _ = run_scan(video, "--full")
     res["h264"]["full"] = {"scan_s": round(wall, 2), "metrics": scored(full, truth)}
@@ -220,8 +226,8 @@ def main() -> None:
     ev = json.loads((DATA / "scan-evaluate.json").read_text())
     res["h264"]["evaluate"] = {"wall_s": round(time.perf_counter() - started, 1),
                                "metrics": {k: ev.get(k) for k in res["h264"]["metrics"]}}
-    ts = mpeg2_ts(video)
-    res["mpeg2_1080i"] = speed(ts, clipped(truth, TS_MINUTES * 60.0), args.repeats)
+    ts = mpeg2_ts(video, args.ts_minutes)
+    res["mpeg2_1080i"] = speed(ts, clipped(truth, args.ts_minutes * 60.0), args.repeats)
     if not args.skip_2h:
         long = looped(ts, 12)
         result, wall, peak = run_scan(long)
@@ -243,7 +249,7 @@ def table(res: dict) -> str:
     lines = [
         "# adbreak scan (`bench/bench_scan.py`)",
         "",
-        f"Command: `{res['command']}` at commit {res.get('commit')}. Recordings from the `heldout` pool (30 min; no "
+        f"Recordings from the `heldout` pool ({res.get('minutes', 30):g} min; no "
         "model, no setting tuned on them). Medians of the runs; ratio = scan wall time / `ffmpeg -threads 2 -i FILE "
         "-f null -` wall time, both measured alternately in this run. [target: accuracy >= 0.996, within 0.001 of "
         "`evaluate`, boundary median <= 0.5 s, ratio <= 0.5, peak RSS <= 300 MB on 2 h of 1080i]",
@@ -252,7 +258,7 @@ def table(res: dict) -> str:
         "ratio | realtime | peak RSS (tree) |",
         "|---|---|---|---|---|---|---|---|---|---|",
         row("540p H.264 MP4", h),
-        row(f"1080i MPEG-2 TS (first {TS_MINUTES} min)", m),
+        row(f"1080i MPEG-2 TS (first {res.get('ts_minutes', 10):g} min)", m),
         "",
         f"Same MP4: `adbreak scan --full` (every grid frame analysed) accuracy {h['full']['metrics']['accuracy']} "
         f"in {h['full']['scan_s']} s; `adbreak evaluate` (the live pipeline, frame by frame) accuracy "

@@ -15,7 +15,7 @@ retention on a default file (freed pages are reused, the file stops at its high-
 (the growth the job prevents). `--horizon-h` is the retention horizon of events, segments and firings (short, so a
 day shows the plateau; the server's defaults are 365 and 90 days). Every simulated hour: file size, rows, RSS.
 
-Usage: python bench/bench_soak.py [--devices 100] [--hours 24] [--horizon-h 6]
+Usage: python bench/bench_soak.py [--devices 50] [--hours 24] [--horizon-h 6] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ import json
 import os
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from common import DATA, RESULTS, log, machine
+from common import DATA, RESULTS, footer, log, parse_args, stamp
 
 from adbreak.wire import EventPayload, EventType, Kind, StatePayload, TelemetryPayload, new_event_id
 
 HOUR = 3600.0
+QUICK = {"devices": 5, "hours": 3.0, "horizon_h": 1.0}
 
 
 def rss_mb() -> float:
@@ -201,7 +201,7 @@ def soak(name: str, args: argparse.Namespace, *, retention_on: bool, incremental
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--devices", type=int, default=100)
+    ap.add_argument("--devices", type=int, default=50)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--horizon-h", type=float, default=6.0, help="retention horizon (simulated hours)")
     ap.add_argument("--batch-rows", type=int, default=2000)
@@ -209,7 +209,7 @@ def main() -> None:
     ap.add_argument("--ad-s", type=float, nargs=2, default=[10.0, 45.0])
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args()
+    args = parse_args(ap, QUICK)
     if args.devices < 1 or args.hours <= 0 or args.horizon_h <= 0 or args.horizon_h >= args.hours:
         raise SystemExit("bench_soak: --devices >= 1, --hours > 0, 0 < --horizon-h < --hours")
     runs = {}
@@ -222,7 +222,7 @@ def main() -> None:
             f"(max {r['db_mb_max']}), RSS growth {r['rss_growth_pct']} %")
     none = runs["no-retention"]
     per_device_day = none["db_mb_final_checkpointed"] * 1e6 / (args.devices * args.hours / 24)
-    data = {"machine": machine(), "command": ".venv/bin/python bench/bench_soak.py " + " ".join(sys.argv[1:]),
+    data = {**stamp(), "devices": args.devices, "hours": args.hours, "horizon_h": args.horizon_h,
             "bytes_per_device_day_without_retention": round(per_device_day), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     from adbreak.atomic import write_text
@@ -267,6 +267,8 @@ def main() -> None:
         f"{per_device_day * 365 / 1e6:.0f} MB per device at steady state.",
         "",
         f"Reproduce: `{data['command']}`",
+        "",
+        footer(data),
     ]
     write_text(args.out / "soak.md", "\n".join(md) + "\n")
     print("\n".join(md))

@@ -1,6 +1,8 @@
 """`adbreak train` on 5,000 frames: cold (empty bottleneck cache) and warm (cache filled by the cold run).
 
-Usage: python bench/bench_train.py [--frames 5000] [--repeats 3]
+The frames are extracted from the 30-minute `heldout` recording `bench_pipeline.py` times (`--minutes`).
+
+Usage: python bench/bench_train.py [--frames 5000] [--repeats 3] [--minutes 30] [--profile quick|full]
 """
 
 from __future__ import annotations
@@ -9,20 +11,24 @@ import argparse
 import json
 import shutil
 
-from common import DATA, adbreak, broadcast, log, median, write_result
+from common import DATA, adbreak, broadcast, log, median, parse_args, write_result
+
+QUICK = {"frames": 200, "repeats": 1, "minutes": 2.0}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    ap.add_argument("--minutes", type=float, default=30.0, help="the recording the frames are extracted from")
+    args = parse_args(ap, QUICK)
 
-    video, truth, _ = broadcast("bench-30m", seed=7, duration_s=1800, pool="heldout")
-    frames = DATA / f"frames-train-bench-{args.frames}"
+    seconds = args.minutes * 60
+    video, truth, _ = broadcast(f"bench-{args.minutes:g}m", seed=7, duration_s=seconds, pool="heldout")
+    frames = DATA / f"frames-train-bench-{args.frames}-{args.minutes:g}m"
     if not frames.exists():
         log(f"extracting {args.frames} frames")
-        adbreak("extract", video, "--segments", truth, "--out", frames, "--fps", f"{args.frames / 1800:.4f}")
+        adbreak("extract", video, "--segments", truth, "--out", frames, "--fps", f"{args.frames / seconds:.4f}")
     n = sum(1 for _ in frames.glob("*/*.jpg"))
     cold, warm = [], []
     reports = []
@@ -41,6 +47,7 @@ def main() -> None:
         assert warm_report["cache"]["misses"] == 0
     result = {
         "frames": n,
+        "repeats": args.repeats,
         "cold_wall_s_median": round(median(cold), 1),
         "warm_wall_s_median": round(median(warm), 1),
         "cold_runs_s": [round(x, 1) for x in cold],

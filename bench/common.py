@@ -1,7 +1,16 @@
-"""Shared set-up for the benchmarks: built broadcasts and trained bundles under bench/.data (reused between runs)."""
+"""Shared set-up for the benchmarks: built broadcasts and trained bundles under bench/.data (reused between runs), the
+two profiles, and the result files.
+
+Profiles: every benchmark takes ``--profile quick|full`` (``--quick`` is short for ``--profile quick``). ``full``
+(the default) makes the figures: its sizes are the scripts' defaults and its results go to ``bench/results/``.
+``quick`` is a CI-sized run of the same code: each script names its quick sizes (``QUICK``), its built inputs are
+cached apart (``bench/.data/quick``) and its results go to ``bench/results/quick/`` (ignored by git), so a quick run
+never overwrites a figure. Options given on the command line win over either profile's sizes.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -15,9 +24,41 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_USER = "admin"
 BENCH_PASSWORD = "adbreak-bench-password"
-DATA = Path(os.environ.get("ADBREAK_BENCH_DATA", ROOT / "bench" / ".data"))
-RESULTS = ROOT / "bench" / "results"
+PROFILES = ("quick", "full")
+
+
+def profile_in(argv: list[str]) -> str:
+    """The profile a command line asks for (``--quick``, ``--profile quick``, ``--profile=quick``); ``full`` else."""
+    for i, a in enumerate(argv):
+        if a == "--quick" or a == "--profile=quick" or (a == "--profile" and argv[i + 1 : i + 2] == ["quick"]):
+            return "quick"
+    return "full"
+
+
+# read from the command line at import: the cache and result folders below depend on it
+PROFILE = profile_in(sys.argv[1:])
+_BASE_DATA = Path(os.environ.get("ADBREAK_BENCH_DATA", ROOT / "bench" / ".data"))
+DATA = _BASE_DATA / "quick" if PROFILE == "quick" else _BASE_DATA
+"""Built broadcasts, trained bundles and scratch files (a quick run's apart from the full run's)."""
+RESULTS = ROOT / "bench" / "results" / "quick" if PROFILE == "quick" else ROOT / "bench" / "results"
+"""Where this run's result files go: ``bench/results/`` (full) or ``bench/results/quick/``."""
 sys.path.insert(0, str(ROOT))
+
+
+def parse_args(ap: argparse.ArgumentParser, quick: dict[str, Any]) -> argparse.Namespace:
+    """Add ``--profile`` / ``--quick`` to ``ap`` and parse; under the quick profile ``quick`` (option dest -> value)
+    replaces the defaults, so an option given on the command line still wins."""
+    ap.add_argument("--profile", choices=PROFILES, default="full",
+                    help="full (default): the figures, into bench/results/; quick: CI-sized ("
+                    + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in quick.items())
+                    + "), into bench/results/quick/")
+    ap.add_argument("--quick", dest="profile", action="store_const", const="quick", help="--profile quick")
+    if PROFILE == "quick":
+        ap.set_defaults(**quick)
+    args = ap.parse_args()
+    if args.profile != PROFILE:  # (cannot happen with the two spellings above; a guard for a new one)
+        raise SystemExit(f"bench: profile {args.profile!r} read as {PROFILE!r} at import")
+    return args
 
 
 def log(msg: str) -> None:
@@ -179,14 +220,23 @@ def command() -> str:
 
 def write_result(name: str, data: dict[str, Any], markdown: str) -> None:
     """``bench/results/NAME.json`` and ``.md``; each records the machine, the commit and the command that made it."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    m = machine()
-    data = {"machine": m, "commit": commit(), "command": command(), **data}
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    footer = (f"\n\n_Made by `{data['command']}` at commit {data['commit']} on {m['cpu']} ({m['cores']} cores), "
-              f"{m['when']}._")
-    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + footer + "\n")
-    log(f"wrote bench/results/{name}.json and .md")
+    data = {**stamp(), **data}
+    from adbreak.atomic import write_text
+
+    write_text(RESULTS / f"{name}.json", json.dumps(data, indent=2) + "\n")
+    write_text(RESULTS / f"{name}.md", markdown.rstrip() + "\n\n" + footer(data) + "\n")
+    log(f"wrote {(RESULTS / name).relative_to(ROOT)}.json and .md")
+
+
+def stamp() -> dict[str, Any]:
+    """What every result file records: the machine, the commit, the command and the profile."""
+    return {"machine": machine(), "commit": commit(), "command": command(), "profile": PROFILE}
+
+
+def footer(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    return (f"_Made by `{data['command']}` at commit {data['commit']} on {m['cpu']} "
+            f"({', '.join(m.get('simd') or ['no AVX2'])}; {m['cores']} cores), {m['when']}._")
 
 
 def free_port() -> int:
