@@ -1,30 +1,34 @@
 """How long a TV stays muted after its edge dies during an ad (issue 5: "unmute within 5 s of the death").
 
-A private Mosquitto 2.0 and the real `adbreak server` (SQLite). Each trial starts a small edge process that uses the
-edge agent's own MQTT link (``edge.mqtt.MqttLink``: its last will, its keepalive, retained state, QoS 1 events) and
-publishes what the agent publishes during an ad: ``online``, the state, an ``ad_start`` event, telemetry every
-second. Once the server's mute command (``ON``) is seen on the broker, the process is
+A private Mosquitto 2.0, the real `adbreak server` (SQLite, auto-mute on) and the real agent, `adbreak edge`
+(``python -m adbreak edge``, no model: the broadcast cues, keepalive 2 s, its default), replaying a built `heldout`
+broadcast at ``--speed`` (4x: an ad comes sooner; a live source at a faster pace, as in `bench_pipeline.py`'s RSS
+run). Before the trials the agent watches that broadcast once against a broker of its own, with the state folder it
+keeps (as `bench_live.py` does): each trial is a restart of a device that knows its channel. Each trial starts the
+agent, waits until it has published an ``ad_start`` and the server's mute command (``ON``) is on the broker, waits a
+little more (0.30, 0.67 or 1.04 s: another point of the keepalive and telemetry cycles), and then
 
-* killed with SIGKILL (the process dies, the kernel closes its socket: the broker sends the will at once), or
-* frozen with SIGSTOP (a hung or powerless Pi: the socket stays open, nothing more comes; only the keepalive or the
-  server's silence check can tell),
+* kills it with SIGKILL (the process dies, the kernel closes its socket: the broker sends the will at once), or
+* freezes it with SIGSTOP (a hung or powerless Pi: the socket stays open, nothing more comes; only the keepalive or
+  the server's silence check can tell),
 
-and the time until the unmute (``OFF``) reaches a plain subscriber is measured. The frozen case is measured twice:
+and measures the time until the unmute (``OFF``) reaches a plain subscriber. The frozen case is measured twice:
 with the server's silence check (``silent_unmute_s`` = 3 s, the default) and without it (0: the broker's will
-alone, keepalive 2 s).
+alone). A trial whose ad ended (an ``ad_end`` or an ``OFF``) before the signal is void and run again.
 
-    .venv/bin/python bench/bench_failsafe.py [--trials 10]
+    .venv/bin/python bench/bench_failsafe.py [--trials 10] [--speed 4] [--profile quick|full]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -32,64 +36,55 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT, Mosquitto, Server, log, median, percentile, write_result  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    ROOT,
+    Mosquitto,
+    Server,
+    broadcast,
+    log,
+    median,
+    parse_args,
+    percentile,
+    write_result,
+)
 
-EDGE = textwrap.dedent("""
-    import sys, time
-    from adbreak.wire import (Availability, EventPayload, EventType, StatePayload, TelemetryPayload, Topics,
-                              new_event_id)
-    from edge.mqtt import MqttLink
-
-    device, port, seq = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    link = MqttLink(device=device, topics=Topics("adbreak"), host="127.0.0.1", port=port, keepalive_s=2)
-    link.start()
-    link.wait_connected(10)
-    now = time.time()
-    # what the agent sends: its first state (program), then the ad_start event and the new state
-    link.publish_state(StatePayload(device=device, label="program", since_ts=now - 30, since_stream_t=0.0,
-                                    confidence=0.9, model_version="bench", ts=now))
-    time.sleep(0.5)
-    now = time.time()
-    link.publish_event(EventPayload(device=device, event_id=new_event_id(), seq=seq, type=EventType.AD_START,
-                                    boundary_ts=now - 1, decided_ts=now, boundary_stream_t=29.0,
-                                    decided_stream_t=30.0, confidence=0.9, model_version="bench"))
-    link.publish_state(StatePayload(device=device, label="ad", since_ts=now - 1, since_stream_t=29.0, confidence=0.9,
-                                    model_version="bench", ts=now))
-    print("ready", flush=True)
-    while True:
-        link.publish_telemetry(TelemetryPayload(device=device, ts=time.time(), stream_t=0.0, p_ad=0.9, smoothed=0.9,
-                                                label="ad", fps=5.0, latency_ms=10.0))
-        link.tick()
-        time.sleep(1.0)
-""")
+QUICK = {"trials": 2}
+BROADCAST = {"name": "failsafe-3m", "seed": 5, "duration_s": 180.0, "pool": "heldout"}
+"""A 3-minute `heldout` broadcast whose first break starts 47 s in (the builder's seed 5)."""
+OFFSETS = (0.30, 0.67, 1.04)
+MAX_VOID = 5
 
 
 class Watcher:
-    """A plain subscriber on the device's mute command topic."""
+    """A plain subscriber on the device's mute command topic and its events (an event is seen as its type)."""
 
     def __init__(self, port: int, device: str) -> None:
-        self.topic = f"adbreak/{device}/mute/set"
+        self.topics = (f"adbreak/{device}/mute/set", f"adbreak/{device}/event")
         self.seen: list[tuple[float, str]] = []
         self.cond = threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"failsafe-watch-{device}")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(self.topic, qos=1)
+        for topic in self.topics:
+            self.client.subscribe(topic, qos=1)
         self.client.loop_start()
 
     def _on_message(self, client, userdata, msg) -> None:
         with self.cond:
-            self.seen.append((time.time(), msg.payload.decode()))
+            text = msg.payload.decode()
+            if msg.topic.endswith("/event"):
+                text = json.loads(text)["type"]
+            self.seen.append((time.time(), text))
             self.cond.notify_all()
 
-    def wait(self, payload: str, after: int, timeout: float) -> float | None:
-        """Arrival time of the first ``payload`` after the ``after``-th message."""
+    def wait(self, payload: str, after: int, timeout: float, not_before: float = 0.0) -> float | None:
+        """Arrival time of the first ``payload`` after the ``after``-th message (and at ``not_before`` or later)."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
                 for at, text in self.seen[after:]:
-                    if text == payload:
+                    if text == payload and at >= not_before:
                         return at
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -101,29 +96,46 @@ class Watcher:
         self.client.disconnect()
 
 
-def trials(port: int, mode: str, n: int, work: Path) -> list[float]:
+def agent(video: Path, device: str, port: int, state: Path, log_to: Path, *extra: str) -> subprocess.Popen:
+    """The real agent, ``python -m adbreak edge``, replaying ``video``."""
+    with open(log_to, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "adbreak", "edge", "--source", str(video), "--device", device,
+                                 "--mqtt", f"127.0.0.1:{port}", "--state-dir", str(state), "-q", *extra],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def trials(port: int, mode: str, n: int, video: Path, state: Path, speed: float, work: Path) -> dict:
     device = f"fs-{mode}"
     watch = Watcher(port, device)
-    script = work / "edge_link.py"
-    script.write_text(EDGE)
     out: list[float] = []
+    ad_to_mute: list[float] = []
+    void = 0
     try:
-        for i in range(n):
+        while len(out) < n:
+            i = len(out)
             mark = len(watch.seen)
-            proc = subprocess.Popen([sys.executable, str(script), device, str(port), str(i + 1)], cwd=ROOT,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+            proc = agent(video, device, port, state, work / f"edge-{mode}.log", "--speed", f"{speed:g}")
             try:
-                assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-                if watch.wait("ON", mark, 20) is None:
-                    raise SystemExit(f"{mode}: no mute within 20 s")
-                time.sleep(0.3 + 0.37 * (i % 3))  # at another point of the keepalive / telemetry cycle
+                started = watch.wait("ad_start", mark, 60 + 180 / speed)
+                if started is None:
+                    raise SystemExit(f"{mode}: the agent published no ad_start; see {work / f'edge-{mode}.log'}")
+                muted = watch.wait("ON", mark, 20, not_before=started)
+                if muted is None:
+                    raise SystemExit(f"{mode}: the server sent no mute within 20 s of the ad_start")
+                time.sleep(OFFSETS[i % len(OFFSETS)])
+                if any(text in ("ad_end", "OFF") and at >= started for at, text in watch.seen[mark:]):
+                    void += 1  # the ad was over before the death: not the case measured
+                    log(f"{mode}: the ad ended before the signal; trial run again")
+                    if void > MAX_VOID:
+                        raise SystemExit(f"{mode}: {void} trials void (the ads end too soon at {speed:g}x)")
+                    continue
                 died = time.time()
                 proc.send_signal(signal.SIGKILL if mode == "sigkill" else signal.SIGSTOP)
-                off = watch.wait("OFF", mark, 30)
+                off = watch.wait("OFF", mark, 30, not_before=died)
                 if off is None:
                     raise SystemExit(f"{mode}: no unmute within 30 s")
                 out.append(off - died)
+                ad_to_mute.append(muted - started)
                 log(f"{mode} trial {i + 1}: unmuted {off - died:.2f} s after the death")
             finally:
                 if proc.poll() is None:
@@ -133,49 +145,63 @@ def trials(port: int, mode: str, n: int, work: Path) -> list[float]:
             time.sleep(1.0)  # the will and the interrupted segment settle
     finally:
         watch.close()
-    return out
+    return {"unmute_s": out, "ad_start_to_mute_s": ad_to_mute, "void": void}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=10)
-    args = parser.parse_args()
-    results = {}
+    parser.add_argument("--trials", type=int, default=10, help="per case")
+    parser.add_argument("--speed", type=float, default=4.0, help="the agent's replay speed")
+    args = parse_args(parser, QUICK)
+    video, _truth, _meta = broadcast(BROADCAST["name"], seed=BROADCAST["seed"], duration_s=BROADCAST["duration_s"],
+                                     pool=BROADCAST["pool"])
+    measured = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        state = work / "edge-state"
+        log("the agent first watches the broadcast once (its own broker): it learns the channel")
+        with Mosquitto(work / "broker-before") as first:
+            if agent(video, "fs-first", first.port, state, work / "edge-first.log", "--no-realtime").wait() != 0:
+                raise SystemExit(f"the agent failed on its first run: {(work / 'edge-first.log').read_text()[-2000:]}")
         with Mosquitto(work / "broker") as broker:
             with Server(work / "server", broker.port):
-                results["sigkill"] = trials(broker.port, "sigkill", args.trials, work)
-                results["sigstop"] = trials(broker.port, "sigstop", args.trials, work)
+                measured["sigkill"] = trials(broker.port, "sigkill", args.trials, video, state, args.speed, work)
+                measured["sigstop"] = trials(broker.port, "sigstop", args.trials, video, state, args.speed, work)
             os.environ["ADBREAK_SERVER_SILENT_UNMUTE_S"] = "0"
             try:
                 with Server(work / "server-nosilence", broker.port):
-                    results["sigstop_will_only"] = trials(broker.port, "sigstop-will", args.trials, work)
+                    measured["sigstop_will_only"] = trials(broker.port, "sigstop-will", args.trials, video, state,
+                                                           args.speed, work)
             finally:
                 del os.environ["ADBREAK_SERVER_SILENT_UNMUTE_S"]
+        shutil.rmtree(state, ignore_errors=True)
+    results = {k: v["unmute_s"] for k, v in measured.items()}
     rows = []
     summary = {}
     names = {"sigkill": "edge killed (SIGKILL)", "sigstop": "edge frozen (SIGSTOP), silence check 3 s",
              "sigstop_will_only": "edge frozen (SIGSTOP), will only (keepalive 2 s)"}
     for key, xs in results.items():
         summary[key] = {"n": len(xs), "median_s": round(median(xs), 3), "p95_s": round(percentile(xs, 95), 3),
-                        "max_s": round(max(xs), 3), "within_5_s": sum(x <= 5.0 for x in xs), "all_s": [round(x, 3)
-                                                                                                   for x in xs]}
+                        "max_s": round(max(xs), 3), "within_5_s": sum(x <= 5.0 for x in xs),
+                        "all_s": [round(x, 3) for x in xs], "void": measured[key]["void"],
+                        "ad_start_to_mute_median_s": round(median(measured[key]["ad_start_to_mute_s"]), 3)}
         s = summary[key]
         rows.append(f"| {names[key]} | {s['n']} | {s['median_s']:.2f} | {s['p95_s']:.2f} | {s['max_s']:.2f} | "
-                    f"{s['within_5_s']}/{s['n']} |")
+                    f"{s['within_5_s']}/{s['n']} | {s['void']} |")
     md = "\n".join([
         "# Fail-safe: death of an edge during an ad → unmute on the broker",
         "",
-        "`.venv/bin/python bench/bench_failsafe.py` — Mosquitto 2.0.11, `adbreak server` on SQLite, the edge's own",
-        "MQTT link (`edge.mqtt.MqttLink`, keepalive 2 s). Seconds from the signal to the `OFF` command at a plain",
-        "subscriber.",
+        "Mosquitto 2.0, `adbreak server` on SQLite, the real agent (`adbreak edge`, no model, keepalive 2 s) replaying",
+        f"a built `heldout` broadcast at {args.speed:g}x, killed or frozen during an ad once the server's mute command",
+        "was on the broker. Seconds from the signal to the `OFF` command at a plain subscriber; `void`: trials whose",
+        "ad ended before the signal, run again.",
         "",
-        "| death | trials | median s | p95 s | max s | within 5 s |",
-        "|---|---|---|---|---|---|",
+        "| death | trials | median s | p95 s | max s | within 5 s | void |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ])
-    write_result("failsafe", {"trials": summary}, md)
+    md += "\n\nTarget: unmute within 5 s of the death.\n\nReproduce: `.venv/bin/python bench/bench_failsafe.py`."
+    write_result("failsafe", {"speed": args.speed, "broadcast": BROADCAST, "trials": summary}, md)
     print(md)
     return 0
 
