@@ -35,14 +35,9 @@ demo: install web
 demo-offline: install
 	$(BIN)/adbreak demo --offline --out $(OUT)/demo-offline
 
-# the second pass runs the database tests again on PostgreSQL (127.0.0.1:5432, tests/db_support.py)
-PG_TESTS := tests/integration/test_server_migrations.py tests/unit/test_server_store.py \
-            tests/integration/test_server_api.py tests/unit/test_ingest_reorder.py \
-            tests/integration/test_recordings_api.py
-
+# every database test runs on SQLite and on PostgreSQL (127.0.0.1:5432): the db_engine fixture, tests/db_support.py
 test: install web
 	$(BIN)/pytest
-	ADBREAK_TEST_DATABASE=postgresql $(BIN)/pytest -q $(PG_TESTS)
 
 test-unit: install
 	$(BIN)/pytest tests/unit -q

@@ -31,3 +31,65 @@ def live_model(tmp_path_factory, cache_dir):
     proc = run_cli("train", root / "frames", "--out", root / "model", "--cache-dir", cache_dir, "-q")
     assert proc.returncode == 0, proc.stderr
     return root / "model", held
+
+
+# ---------------------------------------------------------------------------------------------------- databases
+def pytest_addoption(parser):
+    from tests.db_support import ENGINES
+
+    parser.addoption("--database", action="append", choices=ENGINES, default=None,
+                     help="run the database tests on this engine only (repeatable; default: sqlite and postgresql)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that uses ``db_engine`` (directly or through a fixture) runs once per engine, ids ``sqlite`` and
+    ``postgresql``; ``--database NAME`` keeps one."""
+    if "db_engine" in metafunc.fixturenames:
+        from tests.db_support import ENGINES
+
+        engines = metafunc.config.getoption("database") or list(ENGINES)
+        metafunc.parametrize("db_engine", engines, indirect=True, scope="session", ids=engines)
+
+
+def pytest_collection_modifyitems(config, items):
+    from tests.db_support import SQLITE_ONLY_REASON
+
+    for item in items:
+        engine = getattr(item, "callspec", None) and item.callspec.params.get("db_engine")
+        if engine == "postgresql" and (mark := item.get_closest_marker("sqlite_only")):
+            item.add_marker(pytest.mark.skip(reason=mark.kwargs.get("reason", SQLITE_ONLY_REASON)))
+        if engine == "sqlite" and (mark := item.get_closest_marker("postgresql_only")):
+            item.add_marker(pytest.mark.skip(reason=mark.kwargs.get("reason", "PostgreSQL only")))
+
+
+@pytest.fixture(scope="session")
+def db_engine(request):
+    """The database engine of this run of the test: ``"sqlite"`` or ``"postgresql"`` (``tests/db_support.py``).
+    A PostgreSQL that cannot be reached skips the test, or fails it under ``ADBREAK_REQUIRE_SERVICES=1``."""
+    from tests import db_support
+    from tests.support import missing_service
+
+    name = request.param
+    if name == "postgresql" and (problem := db_support.postgresql_problem()):
+        missing_service(problem)
+    db_support._engine = name
+    yield name
+    db_support._engine = None
+
+
+@pytest.fixture(autouse=True)
+def _database_of_this_test(request):
+    """Outside a test that requested ``db_engine`` no database can be made (a clear error says how to ask for one);
+    the PostgreSQL databases a test made are dropped when it ends."""
+    from tests import db_support
+
+    if "db_engine" in request.fixturenames:
+        keep = db_support.created_count()
+        yield
+        db_support.drop_since(keep)
+        return
+    saved, db_support._engine = db_support._engine, None
+    try:
+        yield
+    finally:
+        db_support._engine = saved

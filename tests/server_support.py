@@ -1,11 +1,13 @@
 """Helpers for tests of the server: a migrated SQLite file, the app, and clients signed in as the admin.
 
-* ``make_app(tmp_path, **settings)``: a Flask app on a fresh migrated database (a SQLite file, or a PostgreSQL
-  database with ``ADBREAK_TEST_DATABASE=postgresql``: ``tests/db_support.py``; no broker unless asked), with an
-  admin user ``ADMIN`` / ``ADMIN_PASSWORD``.
+* ``make_app(tmp_path, **settings)``: a Flask app (in this process: the API tests of ``tests/api/``) on a fresh
+  migrated database of the test's engine (``db_engine``: a SQLite file or a PostgreSQL database,
+  ``tests/db_support.py``; no broker unless asked), with an admin user ``ADMIN`` / ``ADMIN_PASSWORD``.
 * ``SignedIn(app)``: Flask's test client signed in as the admin, sending the CSRF token on every state-changing
   request (``api.get / post / put / patch / delete``, same arguments as the test client).
 * ``http_session(base_url)``: a ``requests.Session`` signed in to a running server over real HTTP.
+* ``ServerProcess(tmp_path, ...)``: ``adbreak server`` as a real process; the integration tests of
+  ``tests/integration/`` share one per engine and session (``tests/integration/conftest.py``: ``live_server``).
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ import requests
 from server import db
 from server.app import create_app
 from server.settings import ServerSettings
-from tests.db_support import fresh_url
+from tests.db_support import migrated_url
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "adbreak-test-password"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> ServerSettings:
-    url = overrides.pop("database_url", None) or fresh_url(tmp_path)
-    db.upgrade(url)
+    url = overrides.pop("database_url", None)
+    if url is None:
+        url = migrated_url(tmp_path)
+    else:
+        db.upgrade(url)
     values: dict[str, Any] = {
         "database_url": url,
         "web_dir": tmp_path / "no-web-dist",
@@ -100,20 +105,22 @@ def error_of(response, status: int) -> str:
 
 
 class ServerProcess:
-    """``adbreak server`` as a real process on a free port, on a freshly migrated database (``fresh_url``; or ``db``,
-    e.g. one that several servers share), with the test admin.
+    """``adbreak server`` as a real process on a free port, on a freshly migrated database of the test's engine
+    (``migrated_url``; or ``db``, migrated here, e.g. one that several servers share), with the test admin.
 
     ``with ServerProcess(tmp_path, mqtt=(host, port)) as srv: srv.base ...``; its log is ``tmp_path/server.log``.
+    ``port``: listen there (a restart on the same address); the same ``tmp_path`` gives the same database again.
     """
 
     def __init__(self, tmp_path: Path, mqtt: tuple[str, int] = ("127.0.0.1", 1), *, env: dict[str, str] | None = None,
-                 wait_mqtt: bool = True, db: str | None = None) -> None:
+                 wait_mqtt: bool = True, db: str | None = None, port: int | None = None) -> None:
         from tests.mqtt_support import find_free_port
 
         self.tmp_path = tmp_path
-        self.db = db or fresh_url(tmp_path)
+        self._given_db = db is not None
+        self.db = db or migrated_url(tmp_path)
         self.mqtt = mqtt
-        self.port = find_free_port()
+        self.port = port or find_free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = env or {}
         self.wait_mqtt = wait_mqtt
@@ -127,8 +134,9 @@ class ServerProcess:
 
         from tests.support import ROOT
 
-        db.upgrade(self.db)
-        self._log = open(self.tmp_path / "server.log", "wb")  # noqa: SIM115
+        if self._given_db:
+            db.upgrade(self.db)
+        self._log = open(self.tmp_path / "server.log", "ab")  # noqa: SIM115 - a restart appends
         env = {**os.environ, "ADBREAK_SERVER_ADMIN_PASSWORD": ADMIN_PASSWORD,
                "ADBREAK_SERVER_DATA_DIR": str(self.tmp_path / "server-data"), **self.env}
         self.proc = subprocess.Popen(

@@ -1,268 +1,28 @@
-"""Keyframes and device settings end to end: a real Mosquitto, the real app on a migrated SQLite file, plain paho
-clients publishing like an edge (and listening like one), and the real edge agent on a built broadcast."""
+"""Keyframes and device settings with the real processes: ``adbreak edge`` replaying a built broadcast into a real
+Mosquitto, ``adbreak server`` as a process storing what it sends, the REST API over HTTP. The server is a sink here
+(a SQLite file): what it stores on each engine is tested in ``tests/api/test_device_media_app.py`` and
+``tests/integration/test_server_live.py``."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from adbreak.wire import (
-    MAX_KEYFRAME_BYTES,
-    SETTINGS_FIELDS,
-    DecisionSettings,
-    KeyframePayload,
-    Kind,
-    SettingsStatePayload,
-    StatePayload,
-    Topics,
-    new_event_id,
-    parse_settings_set,
-    parse_settings_state,
-)
-from server.device_settings import BUILTIN_DEFAULTS
-from tests.edge_mqtt_support import Recorder, publish, retained, start_edge
+from adbreak.wire import Topics, parse_settings_state
+from tests.db_support import sqlite_url
+from tests.edge_mqtt_support import Recorder, retained, start_edge
 from tests.mqtt_support import mosquitto  # noqa: F401 - fixture
-from tests.server_support import SignedIn, error_of, make_app
+from tests.server_support import ServerProcess
 from tests.support import wait_for
 
 TOPICS = Topics()
-KEYFRAME_KEYS = {"id", "device", "ts", "kind", "reason", "p_ad", "label", "model_version", "width", "height", "bytes",
-                 "url"}
 
 
-# ---------------------------------------------------------------------------------------------------- helpers
-def picture(seed: int, width: int = 384, height: int = 216, quality: int = 85) -> bytes:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    img = np.stack([x * 255 // width, y * 255 // height, np.full_like(x, seed * 37 % 255)], -1)
-    img = np.clip(img + rng.integers(-40, 40, img.shape), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return buf.tobytes()
-
-
-def keyframe(device: str, ts: float, kind: str = "start", *, data: bytes | None = None, **over) -> KeyframePayload:
-    data = data if data is not None else picture(int(ts) % 1000)
-    fields = {"device": device, "frame_id": new_event_id(), "ts": ts, "stream_t": ts - 1795430000.0, "kind": kind,
-              "reason": None, "p_ad": 0.9, "label": "ad", "model_version": "m1", "width": 384, "height": 216}
-    fields.update(over)
-    return KeyframePayload.build(jpeg_bytes=data, **fields)
-
-
-def announce(broker, device: str) -> None:
-    publish(broker, TOPICS.available(device), "online", retain=True)
-    state = StatePayload(device=device, label="program", since_ts=time.time() - 60, since_stream_t=0.0,
-                         confidence=0.9, model_version="m1", ts=time.time())
-    publish(broker, TOPICS.state(device), state.to_bytes(), retain=True)
-
-
-def settings_state(device: str, **changes) -> SettingsStatePayload:
-    defaults = DecisionSettings(**BUILTIN_DEFAULTS)
-    return SettingsStatePayload(device=device, settings=DecisionSettings(**{**BUILTIN_DEFAULTS, **changes}),
-                                defaults=defaults, overrides=changes, ts=time.time())
-
-
-def counters(api) -> dict:
-    return api.get("/api/v1/health").get_json()["counters"]
-
-
-@pytest.fixture
-def server(tmp_path, mosquitto):  # noqa: F811
-    made = []
-
-    def start(**overrides):
-        app = make_app(tmp_path, start_mqtt=True, mqtt_host=mosquitto.host, mqtt_port=mosquitto.port, **overrides)
-        made.append(app)
-        assert app.extensions["adbreak"].bridge.wait_connected(10), "the server did not connect to the broker"
-        return app, SignedIn(app)
-
-    yield start
-    for app in made:
-        app.extensions["adbreak"].stop()
-
-
-# ---------------------------------------------------------------------------------------------------- keyframes
-def test_keyframes_are_stored_as_files_and_rows_and_served(server, mosquitto, tmp_path):  # noqa: F811
-    app, api = server()
-    rt = app.extensions["adbreak"]
-    announce(mosquitto, "tv1")
-    wait_for(lambda: api.get("/api/v1/devices/tv1").status_code == 200, what="tv1 announced")
-
-    t0 = 1795430000.0
-    sent = [keyframe("tv1", t0 + 10, "start"), keyframe("tv1", t0 + 40, "middle", label="program", p_ad=0.1),
-            keyframe("tv1", t0 + 70, "sample", reason="boundary", p_ad=None, label=None)]
-    for kf in reversed(sent):  # out of order on purpose: the API answers by time
-        publish(mosquitto, TOPICS.keyframe("tv1"), kf.to_bytes())
-    wait_for(lambda: counters(api)["keyframes_stored"] == 3, what="three keyframes stored")
-
-    body = api.get("/api/v1/keyframes?device=tv1").get_json()
-    got = body["keyframes"]
-    assert [k["ts"] for k in got] == [t0 + 10, t0 + 40, t0 + 70]
-    assert all(set(k) == KEYFRAME_KEYS for k in got)
-    first = got[0]
-    assert (first["device"], first["kind"], first["reason"], first["p_ad"], first["label"], first["model_version"],
-            first["width"], first["height"]) == ("tv1", "start", None, 0.9, "ad", "m1", 384, 216)
-    assert first["bytes"] == len(sent[0].data) and first["url"] == f"/api/v1/keyframes/{first['id']}.jpg"
-    assert (got[2]["kind"], got[2]["reason"], got[2]["p_ad"], got[2]["label"]) == ("sample", "boundary", None, None)
-
-    # the files: <data_dir>/keyframes/<device>/<UTC day>/<frame_id>.jpg, byte for byte
-    day = datetime.fromtimestamp(t0 + 10, UTC).strftime("%Y-%m-%d")
-    for kf in sent:
-        path = tmp_path / "data" / "keyframes" / "tv1" / day / f"{kf.frame_id}.jpg"
-        assert path.read_bytes() == kf.data
-
-    # the JPEG over HTTP: cached privately, revalidated with its ETag
-    r = api.get(first["url"])
-    data = r.get_data()
-    r.close()  # send_file's file
-    assert r.status_code == 200 and r.mimetype == "image/jpeg" and data == sent[0].data
-    cache = r.headers["Cache-Control"]
-    assert "private" in cache and "immutable" in cache and "max-age=31536000" in cache
-    again = api.get(first["url"], headers={"If-None-Match": r.headers["ETag"]})
-    again.close()
-    assert again.status_code == 304
-    assert "no keyframe" in error_of(api.get("/api/v1/keyframes/999999.jpg"), 404)
-
-    # filters and refusals
-    assert [k["kind"] for k in api.get("/api/v1/keyframes?kind=sample").get_json()["keyframes"]] == ["sample"]
-    window = api.get(f"/api/v1/keyframes?start={t0 + 20}&end={t0 + 70}").get_json()["keyframes"]
-    assert [k["ts"] for k in window] == [t0 + 40]
-    assert [k["ts"] for k in api.get("/api/v1/keyframes?limit=1").get_json()["keyframes"]] == [t0 + 10]
-    assert "kind=" in error_of(api.get("/api/v1/keyframes?kind=thumb"), 400)
-    assert "unknown parameter" in error_of(api.get("/api/v1/keyframes?color=red"), 400)
-    assert "unknown device" in error_of(api.get("/api/v1/keyframes?device=tv9"), 404)
-
-    # a duplicate (QoS 1 may deliver twice), a cut-short JPEG, a stranger, an oversized one: counted, not stored
-    publish(mosquitto, TOPICS.keyframe("tv1"), sent[0].to_bytes())
-    cut = sent[1].data[: len(sent[1].data) // 2]  # the header is whole, the picture is not
-    publish(mosquitto, TOPICS.keyframe("tv1"), keyframe("tv1", t0 + 80, data=cut).to_bytes())
-    publish(mosquitto, TOPICS.keyframe("tv9"), keyframe("tv9", t0 + 90).to_bytes())
-    huge = json.loads(sent[0].to_bytes())
-    huge["jpeg"] = base64.b64encode(bytes(MAX_KEYFRAME_BYTES)).decode()
-    publish(mosquitto, TOPICS.keyframe("tv1"), json.dumps(huge))
-    wait_for(lambda: sum(counters(api)["rejected"][r] for r in
-                         ("duplicate", "bad_payload", "unknown_device", "too_large")) == 4, what="four refusals")
-    c = counters(api)
-    assert [c["rejected"][r] for r in ("duplicate", "bad_payload", "unknown_device", "too_large")] == [1, 1, 1, 1]
-    assert c["keyframes_stored"] == 3 and len(api.get("/api/v1/keyframes").get_json()["keyframes"]) == 3
-    assert not (tmp_path / "data" / "keyframes" / "tv9").exists()
-    files = sorted(p.name for p in (tmp_path / "data" / "keyframes").rglob("*") if p.is_file())
-    assert files == sorted(f"{kf.frame_id}.jpg" for kf in sent)
-    assert rt.keyframes.total_bytes() == sum(len(kf.data) for kf in sent)
-
-
-def test_retention_deletes_the_oldest_beyond_the_size_and_then_the_age(server, mosquitto, tmp_path):  # noqa: F811
-    app, api = server(keyframes_max_mb=0.1)  # 100 KB
-    rt = app.extensions["adbreak"]
-    announce(mosquitto, "tv1")
-    wait_for(lambda: api.get("/api/v1/devices/tv1").status_code == 200, what="tv1 announced")
-    t0 = time.time() - 3600
-    sent = []
-    for i in range(8):
-        kf = keyframe("tv1", t0 + i, data=picture(i, quality=92))
-        sent.append(kf)
-        publish(mosquitto, TOPICS.keyframe("tv1"), kf.to_bytes())
-    wait_for(lambda: counters(api)["keyframes_stored"] == 8, what="eight keyframes stored")
-    sizes = [len(kf.data) for kf in sent]
-    assert sum(sizes) > 100_000 and all(s > 15_000 for s in sizes)
-
-    deleted = rt.ingest.run(lambda batch: rt.keyframes.retention(batch))
-    kept = api.get("/api/v1/keyframes").get_json()["keyframes"]
-    keep_n = len(kept)
-    assert deleted == 8 - keep_n and keep_n >= 1
-    assert [k["ts"] for k in kept] == [kf.ts for kf in sent[-keep_n:]]  # the newest stay
-    assert sum(sizes[-keep_n:]) <= 100_000 < sum(sizes[-keep_n - 1:])  # as many as fit
-    on_disk = {p.name for p in (tmp_path / "data" / "keyframes").rglob("*.jpg")}
-    assert on_disk == {f"{kf.frame_id}.jpg" for kf in sent[-keep_n:]}
-    assert counters(api)["keyframes_deleted"] == deleted
-
-    rt.keyframes.max_age_s = 0.5  # everything received more than half a second ago is now too old
-    time.sleep(0.6)
-    assert rt.ingest.run(lambda batch: rt.keyframes.retention(batch)) == keep_n
-    assert api.get("/api/v1/keyframes").get_json()["keyframes"] == []
-    assert not any((tmp_path / "data" / "keyframes").rglob("*.jpg"))
-    assert not (tmp_path / "data" / "keyframes" / "tv1").exists()  # the empty day and device folders go too
-    assert counters(api)["keyframes_deleted"] == 8
-
-
-# ---------------------------------------------------------------------------------------------------- settings
-def test_put_settings_publishes_set_and_the_reported_state_clears_pending(server, mosquitto):  # noqa: F811
-    app, api = server()
-    rt = app.extensions["adbreak"]
-    commands = Recorder(mosquitto, TOPICS.wildcard(Kind.SETTINGS_SET))
-    announce(mosquitto, "tv1")
-    wait_for(lambda: api.get("/api/v1/devices/tv1").status_code == 200, what="tv1 announced")
-    start = api.get("/api/v1/devices/tv1/settings").get_json()
-    assert start == {"device": "tv1", "defaults": None, "desired": None, "reported": None,
-                     "effective": BUILTIN_DEFAULTS, "pending": False, "error": None}
-
-    r = api.put("/api/v1/devices/tv1/settings", json={"min_ad_s": 6, "enter_threshold": 0.8})
-    assert r.status_code == 200, r.get_data(as_text=True)
-    body = r.get_json()
-    assert body["desired"] == {"enter_threshold": 0.8, "min_ad_s": 6.0} and body["pending"] is True
-    assert body["effective"] == {**BUILTIN_DEFAULTS, "enter_threshold": 0.8, "min_ad_s": 6.0}
-    assert commands.wait_for(lambda ms: len(ms) == 1, 5)
-    msg = commands.messages[0]
-    assert msg.topic == "adbreak/tv1/settings/set" and msg.qos == 1 and not msg.retain
-    cmd = parse_settings_set(msg.payload, "tv1")
-    assert cmd.changes() == {**{k: None for k in SETTINGS_FIELDS}, "enter_threshold": 0.8, "min_ad_s": 6.0}
-
-    # the edge applies them and publishes its retained settings/state: no longer pending
-    applied = settings_state("tv1", enter_threshold=0.8, min_ad_s=6.0)
-    publish(mosquitto, TOPICS.settings_state("tv1"), applied.to_bytes(), retain=True)
-    wait_for(lambda: not api.get("/api/v1/devices/tv1/settings").get_json()["pending"], what="pending cleared")
-    dev = api.get("/api/v1/devices").get_json()["devices"][0]
-    assert dev["model_version"] == "m1" and dev["settings"]["reported"]["min_ad_s"] == 6.0
-    assert dev["settings"]["defaults"] == BUILTIN_DEFAULTS and dev["settings"]["pending"] is False
-
-    # a device that comes back with other settings (it lost them) gets the chosen ones again
-    rt.device_settings.resend_interval_s = 0.0
-    publish(mosquitto, TOPICS.settings_state("tv1"), settings_state("tv1").to_bytes(), retain=True)
-    assert commands.wait_for(lambda ms: len(ms) == 2, 5)
-    assert parse_settings_set(commands.messages[1].payload, "tv1").min_ad_s == 6.0
-    assert api.get("/api/v1/devices/tv1/settings").get_json()["pending"] is True
-    # ... but not on every report: the interval holds the next resend back
-    rt.device_settings.resend_interval_s = 3600.0
-    publish(mosquitto, TOPICS.settings_state("tv1"), settings_state("tv1").to_bytes(), retain=True)
-    time.sleep(0.5)
-    assert len(commands.messages) == 2
-
-    # null resets a field; the rest stays
-    body = api.put("/api/v1/devices/tv1/settings", json={"min_ad_s": None}).get_json()
-    assert body["desired"] == {"enter_threshold": 0.8}
-    assert commands.wait_for(lambda ms: len(ms) == 3, 5)
-    assert parse_settings_set(commands.messages[2].payload, "tv1").min_ad_s is None
-
-    # refusals: nothing stored, nothing sent
-    assert "greater than exit_threshold" in error_of(
-        api.put("/api/v1/devices/tv1/settings", json={"exit_threshold": 0.85}), 400)
-    assert "Extra inputs" in error_of(api.put("/api/v1/devices/tv1/settings", json={"max_lookback_s": 5}), 400)
-    assert "enter_threshold" in error_of(api.put("/api/v1/devices/tv1/settings", json={"enter_threshold": 2}), 400)
-    assert "JSON object" in error_of(api.put("/api/v1/devices/tv1/settings", json=[1]), 400)
-    assert "unknown device" in error_of(api.put("/api/v1/devices/tv9/settings", json={}), 404)
-    assert "unknown device" in error_of(api.get("/api/v1/devices/tv9/settings"), 404)
-    time.sleep(0.3)
-    assert len(commands.messages) == 3
-    assert api.get("/api/v1/devices/tv1/settings").get_json()["desired"] == {"enter_threshold": 0.8}
-    assert counters(api)["settings_sent"] == 3
-    commands.close()
-
-
-def test_settings_need_a_signed_in_user(server):
-    app, _api = server()
-    anonymous = app.test_client()
-    assert anonymous.get("/api/v1/keyframes").status_code == 401
-    assert anonymous.put("/api/v1/devices/tv1/settings", json={}).status_code == 401
-
-
-# ---------------------------------------------------------------------------------------------------- the edge
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -271,68 +31,86 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.mark.slow
-def test_the_edge_sends_keyframes_of_every_segment_and_takes_settings(live_model, server, mosquitto, tmp_path):  # noqa: F811
+def test_the_edge_sends_keyframes_of_every_segment_and_takes_settings(live_model, mosquitto, tmp_path):  # noqa: F811
     model, held = live_model
-    app, api = server()
-    state_dir = tmp_path / "edge-state"
-    log = tmp_path / "edge.log"
-    decision = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
-                "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0})}
-    proc = start_edge("--source", held.video, "--device", "tv1", "--model", model, "--mqtt",
-                      f"{mosquitto.host}:{mosquitto.port}", "--speed", "4", "--state-dir", state_dir,
-                      env=decision, log=log)
-    peak_rss = 0.0
-    try:
-        # the edge reports its settings on connect: defaults = the bundle's with its own min_program_s
-        wait_for(lambda: (api.get("/api/v1/devices/tv1/settings").get_json() or {}).get("reported"), timeout=60,
-                 what=f"tv1's settings reported\n{log.read_text()[-2000:] if log.exists() else ''}")
-        view = api.get("/api/v1/devices/tv1/settings").get_json()
-        assert view["defaults"]["min_program_s"] == 10.0 and view["pending"] is False
-        r = api.put("/api/v1/devices/tv1/settings", json={"min_ad_s": 8.0})
-        assert r.status_code == 200 and r.get_json()["pending"] is True
-        wait_for(lambda: not api.get("/api/v1/devices/tv1/settings").get_json()["pending"], timeout=10,
-                 what="the running edge to apply min_ad_s 8")
-        kept = parse_settings_state(retained(mosquitto, TOPICS.settings_state("tv1"))[
-            TOPICS.settings_state("tv1")].payload, "tv1")
-        assert kept.settings.min_ad_s == 8.0 and kept.overrides == {"min_ad_s": 8.0} and kept.error is None
-        assert kept.settings.min_program_s == 10.0  # its own configuration still applies beneath
-        while proc.poll() is None:
-            peak_rss = max(peak_rss, rss_mb(proc.pid))
-            time.sleep(0.5)
-        assert proc.wait(120) == 0, log.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    print(f"edge peak RSS {peak_rss:.0f} MB")
-    # issue 13's budget for the real agent with cues, logo, memory and fusion (bench_pipeline.py's agent_peak_rss)
-    assert peak_rss <= 170, f"edge RSS {peak_rss:.0f} MB over the 170 MB budget"
-    assert json.loads((state_dir / "tv1.settings.json").read_text())["overrides"] == {"min_ad_s": 8.0}
+    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port), db=sqlite_url(tmp_path)) as srv:
+        api = srv.session()
 
-    # keyframes: start / middle / end of every segment, samples around the boundaries
-    wait_for(lambda: counters(api)["received"] > 0 and rt_idle(app), what="the ingest to settle")
-    segs = api.get("/api/v1/segments?device=tv1").get_json()["segments"]
-    labels = [s["label"] for s in segs]
-    assert labels == ["program", "ad", "program", "ad", "program"], segs
-    frames = api.get("/api/v1/keyframes?device=tv1").get_json()["keyframes"]
-    for kind in ("start", "middle", "end"):
-        of_kind = [k for k in frames if k["kind"] == kind]
-        assert [k["label"] for k in of_kind] == labels, (kind, of_kind)
-        for k, seg in zip(of_kind, segs, strict=True):
-            end = seg["end"] if seg["end"] is not None else time.time()
-            assert seg["start"] - 0.5 <= k["ts"] <= end + 0.5, (kind, k, seg)
-    starts = [k for k in frames if k["kind"] == "start"]
-    for k, seg in zip(starts[1:], segs[1:], strict=True):
-        assert abs(k["ts"] - seg["start"]) <= 0.5 / 4 + 0.05  # the frame at the boundary (0.5 s of stream at x4)
-    samples = [k for k in frames if k["kind"] == "sample" and k["reason"] == "boundary"]
-    assert len(samples) >= 4 * 8  # ~10 around each of the 4 boundaries
-    assert all(k["width"] == 384 and k["height"] == 216 and k["model_version"] for k in frames)
-    jpeg = api.get(frames[0]["url"])
-    data = jpeg.get_data()
-    jpeg.close()
-    assert jpeg.status_code == 200
-    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (216, 384, 3)
-    assert sum(counters(api)["rejected"].values()) == 0
+        def get(path: str):
+            r = api.get(f"{srv.base}{path}", timeout=10)
+            assert r.status_code == 200, (path, r.status_code, r.text)
+            return r.json()
+
+        def counters() -> dict:
+            return get("/api/v1/health")["counters"]
+
+        state_dir = tmp_path / "edge-state"
+        log = tmp_path / "edge.log"
+        decision = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
+                    "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0})}
+        proc = start_edge("--source", held.video, "--device", "tv1", "--model", model, "--mqtt",
+                          f"{mosquitto.host}:{mosquitto.port}", "--speed", "4", "--state-dir", state_dir,
+                          env=decision, log=log)
+        peak_rss = 0.0
+        try:
+            # the edge reports its settings on connect: defaults = the bundle's with its own min_program_s
+            def reported():
+                r = api.get(f"{srv.base}/api/v1/devices/tv1/settings", timeout=10)
+                return r.status_code == 200 and r.json().get("reported")
+
+            wait_for(reported, timeout=60,
+                     what=f"tv1's settings reported\n{log.read_text()[-2000:] if log.exists() else ''}")
+            view = get("/api/v1/devices/tv1/settings")
+            assert view["defaults"]["min_program_s"] == 10.0 and view["pending"] is False
+            r = api.put(f"{srv.base}/api/v1/devices/tv1/settings", json={"min_ad_s": 8.0}, timeout=10)
+            assert r.status_code == 200 and r.json()["pending"] is True
+            wait_for(lambda: not get("/api/v1/devices/tv1/settings")["pending"], timeout=10,
+                     what="the running edge to apply min_ad_s 8")
+            kept = parse_settings_state(retained(mosquitto, TOPICS.settings_state("tv1"))[
+                TOPICS.settings_state("tv1")].payload, "tv1")
+            assert kept.settings.min_ad_s == 8.0 and kept.overrides == {"min_ad_s": 8.0} and kept.error is None
+            assert kept.settings.min_program_s == 10.0  # its own configuration still applies beneath
+            while proc.poll() is None:
+                peak_rss = max(peak_rss, rss_mb(proc.pid))
+                time.sleep(0.5)
+            assert proc.wait(120) == 0, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        print(f"edge peak RSS {peak_rss:.0f} MB")
+        # issue 13's budget for the real agent with cues, logo, memory and fusion (bench_pipeline.py's agent_peak_rss)
+        assert peak_rss <= 170, f"edge RSS {peak_rss:.0f} MB over the 170 MB budget"
+        assert json.loads((state_dir / "tv1.settings.json").read_text())["overrides"] == {"min_ad_s": 8.0}
+
+        # keyframes: start / middle / end of every segment, samples around the boundaries; the edge has exited, so
+        # once the stored count stops growing the server has everything it sent
+        def settled() -> bool:
+            first = counters()["keyframes_stored"]
+            time.sleep(0.5)
+            return first > 0 and counters()["keyframes_stored"] == first
+
+        wait_for(settled, timeout=20, what="the keyframes to settle")
+        segs = get("/api/v1/segments?device=tv1")["segments"]
+        labels = [s["label"] for s in segs]
+        assert labels == ["program", "ad", "program", "ad", "program"], segs
+        frames = get("/api/v1/keyframes?device=tv1")["keyframes"]
+        for kind in ("start", "middle", "end"):
+            of_kind = [k for k in frames if k["kind"] == kind]
+            assert [k["label"] for k in of_kind] == labels, (kind, of_kind)
+            for k, seg in zip(of_kind, segs, strict=True):
+                end = seg["end"] if seg["end"] is not None else time.time()
+                assert seg["start"] - 0.5 <= k["ts"] <= end + 0.5, (kind, k, seg)
+        starts = [k for k in frames if k["kind"] == "start"]
+        for k, seg in zip(starts[1:], segs[1:], strict=True):
+            assert abs(k["ts"] - seg["start"]) <= 0.5 / 4 + 0.05  # the frame at the boundary (0.5 s of stream at x4)
+        samples = [k for k in frames if k["kind"] == "sample" and k["reason"] == "boundary"]
+        assert len(samples) >= 4 * 8  # ~10 around each of the 4 boundaries
+        assert all(k["width"] == 384 and k["height"] == 216 and k["model_version"] for k in frames)
+        jpeg = api.get(f"{srv.base}{frames[0]['url']}", timeout=10)
+        assert jpeg.status_code == 200 and jpeg.headers["Content-Type"] == "image/jpeg"
+        assert cv2.imdecode(np.frombuffer(jpeg.content, np.uint8), cv2.IMREAD_COLOR).shape == (216, 384, 3)
+        assert sum(counters()["rejected"].values()) == 0
 
     # a restart keeps the chosen settings (persisted beside the sequence file)
     rec = Recorder(mosquitto, TOPICS.settings_state("tv1"))
@@ -345,7 +123,3 @@ def test_the_edge_sends_keyframes_of_every_segment_and_takes_settings(live_model
     fresh = parse_settings_state([m for m in rec.messages if not m.retain][0].payload, "tv1")
     assert fresh.settings.min_ad_s == 8.0 and fresh.overrides == {"min_ad_s": 8.0}
     rec.close()
-
-
-def rt_idle(app) -> bool:
-    return app.extensions["adbreak"].ingest.flush(timeout=5)

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from adbreak.wire import Topics
+from tests.db_support import sqlite_url
 from tests.edge_mqtt_support import Mosquitto, Recorder, needs_mosquitto, start_edge
 from tests.server_support import ServerProcess
 
@@ -82,7 +83,7 @@ def segments(srv: ServerProcess) -> list[dict]:
 
 
 def test_edge_sigkilled_during_an_ad_is_unmuted_within_5_s(live_model, broker, watch, tmp_path):
-    with ServerProcess(tmp_path, (broker.host, broker.port)) as srv:
+    with ServerProcess(tmp_path, (broker.host, broker.port), db=sqlite_url(tmp_path)) as srv:
         proc = edge(live_model, broker, tmp_path, 4)
         try:
             wait_muted(watch, proc, tmp_path)
@@ -104,7 +105,7 @@ def test_edge_sigkilled_during_an_ad_is_unmuted_within_5_s(live_model, broker, w
 
 def test_edge_frozen_during_an_ad_is_unmuted_within_5_s(live_model, broker, watch, tmp_path):
     """SIGSTOP keeps the socket open: no will yet; the server's silence check unmutes."""
-    with ServerProcess(tmp_path, (broker.host, broker.port)):
+    with ServerProcess(tmp_path, (broker.host, broker.port), db=sqlite_url(tmp_path)):
         proc = edge(live_model, broker, tmp_path, 4, "--keepalive", "30")  # the will would take 45 s here
         try:
             wait_muted(watch, proc, tmp_path)
@@ -121,7 +122,7 @@ def test_edge_frozen_during_an_ad_is_unmuted_within_5_s(live_model, broker, watc
 
 
 def test_server_sigkilled_during_an_ad_neither_mutes_twice_nor_forgets_to_unmute(live_model, broker, watch, tmp_path):
-    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    db = sqlite_url(tmp_path, "shared.db")
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
     first = ServerProcess(tmp_path / "first", (broker.host, broker.port), db=db).__enter__()
@@ -154,7 +155,7 @@ def test_server_sigkilled_during_an_ad_neither_mutes_twice_nor_forgets_to_unmute
 
 
 def test_a_break_that_passed_while_the_server_was_down_fires_nothing(live_model, broker, watch, tmp_path):
-    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    db = sqlite_url(tmp_path, "shared.db")
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
     env = {"ADBREAK_SERVER_LATE_EVENT_S": "2"}

@@ -37,6 +37,7 @@ import requests
 from adbreak.segments import read_segments
 from adbreak.wire import EventType, Topics, parse_telemetry
 from edge.outbox import entry_name
+from tests.db_support import sqlite_url
 from tests.edge_mqtt_support import Recorder, needs_mosquitto, start_edge
 from tests.fault_support import EventWatcher, PersistentMosquitto
 from tests.server_support import ServerProcess
@@ -180,7 +181,7 @@ def test_broker_stopped_60_s_mid_break_then_started(trained, broker, tmp_path):
     model, held = trained
     watcher = EventWatcher(broker)
     log = tmp_path / "edge.log"
-    with ServerProcess(tmp_path, mqtt=(broker.host, broker.port)) as srv:
+    with ServerProcess(tmp_path, mqtt=(broker.host, broker.port), db=sqlite_url(tmp_path)) as srv:
         proc = edge(model, held, broker, tmp_path / "state", log, "--loop")
         try:
             assert watcher.wait_for(lambda evs: any(e.type is EventType.AD_START for e in evs), 90), log.read_text()
@@ -233,7 +234,7 @@ def test_edge_sigkilled_mid_break_with_an_unacknowledged_event_then_restarted(tr
     first_break = next(s.start for s in read_segments(held.truth) if s.label == "ad")
     state = tmp_path / "state"
     log1, log2 = tmp_path / "edge-1.log", tmp_path / "edge-2.log"
-    with ServerProcess(tmp_path, mqtt=(broker.host, broker.port)) as srv:
+    with ServerProcess(tmp_path, mqtt=(broker.host, broker.port), db=sqlite_url(tmp_path)) as srv:
         api = Api(srv)
         # a long keepalive: the paused broker must not make the agent drop the connection before it is killed
         proc = edge(model, held, broker, state, log1, "--keepalive", 30)
@@ -280,7 +281,7 @@ def test_server_sigkilled_mid_break_then_restarted(trained, broker, tmp_path):
     watcher = EventWatcher(broker)
     log = tmp_path / "edge.log"
     db = tmp_path / "adbreak.db"
-    srv = ServerProcess(tmp_path, mqtt=(broker.host, broker.port)).__enter__()
+    srv = ServerProcess(tmp_path, mqtt=(broker.host, broker.port), db=sqlite_url(tmp_path)).__enter__()
     proc = edge(model, held, broker, tmp_path / "state", log)
     try:
         assert watcher.wait_for(lambda evs: any(e.type is EventType.AD_START for e in evs), 90), log.read_text()
@@ -291,7 +292,7 @@ def test_server_sigkilled_mid_break_then_restarted(trained, broker, tmp_path):
         srv._log.close()
         os.replace(tmp_path / "server.log", tmp_path / "server-1.log")
         time.sleep(5.0)  # the ad_end is decided while no server listens
-        srv = ServerProcess(tmp_path, mqtt=(broker.host, broker.port)).__enter__()
+        srv = ServerProcess(tmp_path, mqtt=(broker.host, broker.port), db=sqlite_url(tmp_path)).__enter__()
         back_at = time.time()
         assert wait_exit(proc, 180, log) == 0, log.read_text()[-3000:]
         # at least one event was decided (and published) while no server was there

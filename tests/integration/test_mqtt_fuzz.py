@@ -63,6 +63,7 @@ from adbreak.wire import (
     parse_state,
     parse_telemetry,
 )
+from tests.db_support import sqlite_url
 from tests.mqtt_support import find_free_port, stop_process, wait_for
 from tests.server_support import ServerProcess
 from tests.support import missing_service
@@ -533,7 +534,7 @@ def _raw_garbage(host: str, port: int, rng: random.Random) -> None:
 
 def test_hostile_mqtt_at_volume_while_genuine_events_flow(broker, tmp_path) -> None:
     host, port = broker
-    with ServerProcess(tmp_path, mqtt=(host, port)) as srv:
+    with ServerProcess(tmp_path, mqtt=(host, port), db=sqlite_url(tmp_path)) as srv:
         genuine = Genuine(host, port)
         genuine.announce()
         session = srv.session()

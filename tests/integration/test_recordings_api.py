@@ -1,5 +1,5 @@
 """Recordings sent for review, against a real ``adbreak server`` process over HTTP (SQLite, or PostgreSQL with
-``ADBREAK_TEST_DATABASE=postgresql``): ``send_recording`` uploads a scanned recording with its thumbnails; it is
+both engines: ``db_engine``): ``send_recording`` uploads a scanned recording with its thumbnails; it is
 listed under its file name, corrected through the segment routes like a device, exported (EDL, Comskip, CSV) and its
 corrected frames go into the training set (``GET /dataset`` and ``adbreak dataset``). A different scan replaces an
 unreviewed recording and is refused (409) over a review unless an admin says ``replace``; deleting a reviewed one is
@@ -29,11 +29,13 @@ from tests.recording_support import AD, DURATION, NAME, scan_result, thumb_times
 from tests.server_support import ADMIN_PASSWORD, ServerProcess, http_session
 from tests.support import ROOT
 
+pytestmark = pytest.mark.usefixtures("db_engine")
+
 API = "/api/v1"
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
+def srv(tmp_path_factory, db_engine):
     tmp = tmp_path_factory.mktemp("recordings-server")
     with ServerProcess(tmp, wait_mqtt=False) as server:  # no broker: recordings need none
         server.data_dir = tmp / "server-data"

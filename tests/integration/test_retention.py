@@ -1,5 +1,5 @@
-"""The retention job (server/retention.py) on a real database migrated by Alembic (a SQLite file; PostgreSQL with
-``ADBREAK_TEST_DATABASE=postgresql``): horizons, what is never deleted, bounded steps on the real ingest worker,
+"""The retention job (server/retention.py) on a real database migrated by Alembic (a SQLite file and a PostgreSQL
+database: ``db_engine``): horizons, what is never deleted, bounded steps on the real ingest worker,
 the dry run, space given back (SQLite), and ``adbreak db prune``."""
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from server.models import Correction, RuleFiring, RuleRun
 from server.retention import Retention, RetentionPolicy, count_due, file_bytes, step, vacuum_sqlite
 from server.store import SegmentStore
 from tests.db_support import migrated_url, query, sqlite_only
+
+pytestmark = pytest.mark.usefixtures("db_engine")
 
 DAY = 86400.0
 NOW = 1_800_000_000.0

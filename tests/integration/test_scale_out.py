@@ -159,7 +159,7 @@ def test_two_servers_share_ingestion_database_and_browsers(tmp_path: Path):
         broker.stop()
 
 
-def test_a_server_refuses_a_redis_it_cannot_reach_and_a_bad_share_group(tmp_path: Path):
+def test_a_server_refuses_a_redis_it_cannot_reach_and_a_bad_share_group(tmp_path: Path, db_engine):
     from adbreak.errors import AdbreakError
     from server.settings import load_settings
     from tests.mqtt_support import find_free_port

@@ -1,5 +1,5 @@
-"""Alembic migrations on real SQLite files (and on PostgreSQL with ``ADBREAK_TEST_DATABASE=postgresql``: the tests
-not marked ``sqlite_only``), and the `db upgrade` command."""
+"""Alembic migrations on real SQLite files (and on PostgreSQL: ``db_engine``, all but the tests
+marked ``sqlite_only``), and the `db upgrade` command."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from server import db
 from server.models import Base
 from server.store import SegmentStore
 from tests.db_support import fresh_url, on_postgresql, query, sqlite_only
+
+pytestmark = pytest.mark.usefixtures("db_engine")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -30,6 +30,7 @@ from adbreak.wire import (
 from server import db
 from server.app import create_app
 from server.settings import ServerSettings
+from tests.db_support import migrated_url
 from tests.mqtt_support import (  # noqa: F401 - fixtures
     find_free_port,
     free_port,
@@ -136,10 +137,8 @@ class ServerThread:
 
 
 @pytest.fixture
-def db_url(tmp_path) -> str:
-    url = f"sqlite:///{tmp_path / 'adbreak.db'}"
-    db.upgrade(url)
-    return url
+def db_url(tmp_path, db_engine) -> str:
+    return migrated_url(tmp_path)
 
 
 def make_settings(db_url: str, broker, port: int, **extra) -> ServerSettings:

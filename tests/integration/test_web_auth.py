@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.db_support import sqlite_url
 from tests.server_support import ADMIN, ADMIN_PASSWORD, ServerProcess
 from tests.support import ROOT
 from tests.web_support import build_dashboard, launch_chromium, require_chromium, sign_in
@@ -17,7 +18,7 @@ ARTIFACTS = ROOT / "out" / "test-artifacts"
 def server(tmp_path):
     build_dashboard()
     require_chromium()
-    with ServerProcess(tmp_path, wait_mqtt=False) as srv:  # no broker needed for sign-in
+    with ServerProcess(tmp_path, wait_mqtt=False, db=sqlite_url(tmp_path)) as srv:  # no broker needed for sign-in
         yield srv
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from adbreak.wire import DecisionSettings, Kind, SettingsStatePayload, StatePayload, Topics, parse_settings_set
 from server.device_settings import BUILTIN_DEFAULTS
+from tests.db_support import sqlite_url
 from tests.edge_mqtt_support import Recorder, publish
 from tests.mqtt_support import find_free_port, mosquitto  # noqa: F401 - fixture
 from tests.server_support import ServerProcess, http_session
@@ -28,7 +29,7 @@ DEFAULTS = {**BUILTIN_DEFAULTS, "min_program_s": 12.0}  # the device's own confi
 def server(tmp_path, mosquitto):  # noqa: F811
     require_chromium()
     build_dashboard()
-    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port)) as srv:
+    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port), db=sqlite_url(tmp_path)) as srv:
         yield srv.base, mosquitto
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from adbreak.scan.upload import send_recording
+from tests.db_support import sqlite_url
 from tests.recording_support import AD, DURATION, NAME, scan_result
 from tests.server_support import ADMIN, ServerProcess
 from tests.support import ROOT
@@ -27,7 +28,7 @@ ARTIFACTS = ROOT / "out" / "test-artifacts"
 def server(tmp_path):
     require_chromium()
     build_dashboard()
-    with ServerProcess(tmp_path, wait_mqtt=False) as srv:  # no broker: a recording needs none
+    with ServerProcess(tmp_path, wait_mqtt=False, db=sqlite_url(tmp_path)) as srv:  # no broker: a recording needs none
         yield srv
 
 

@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
+from tests.db_support import sqlite_url
 from tests.mqtt_support import find_free_port, mosquitto  # noqa: F401 - fixture
 from tests.server_support import ADMIN, ServerProcess, http_session
 from tests.support import ROOT
@@ -36,7 +37,8 @@ def server(tmp_path, mosquitto):  # noqa: F811
     build_dashboard()
     # the seeded history is published now, minutes after it happened: taken as live (late_event_s), so that the
     # auto-mute acts on the recent break and Review shows its mute markers
-    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port), env={"ADBREAK_SERVER_LATE_EVENT_S": "3600"}) as srv:
+    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port), env={"ADBREAK_SERVER_LATE_EVENT_S": "3600"},
+                       db=sqlite_url(tmp_path)) as srv:
         yield srv.base, mosquitto
 
 

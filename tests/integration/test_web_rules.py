@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
+from tests.db_support import sqlite_url
 from tests.mqtt_support import find_free_port, mosquitto  # noqa: F401 - fixture
 from tests.server_support import ServerProcess, http_session
 from tests.support import ROOT
@@ -29,7 +30,7 @@ PAYLOAD = "{{ label|upper }} on {{ device }} ({{ '%.2f'|format(confidence) }}, {
 def server(tmp_path, mosquitto):  # noqa: F811
     require_chromium()
     build_dashboard()
-    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port)) as srv:
+    with ServerProcess(tmp_path, (mosquitto.host, mosquitto.port), db=sqlite_url(tmp_path)) as srv:
         yield srv.base, mosquitto
 
 

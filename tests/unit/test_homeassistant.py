@@ -165,34 +165,37 @@ def test_the_schema_catches_what_home_assistant_would_refuse_or_ignore():
 
 
 # ---------------------------------------------------------------------------------------------------- topics
-def test_every_topic_is_one_the_edge_or_the_server_uses(tmp_path):
+def test_every_topic_is_one_the_edge_or_the_server_uses(tmp_path, db_engine):
     from tests.server_support import make_app
 
     app = make_app(tmp_path, mqtt_prefix="home/adbreak", ha_prefix="ha")
-    rt = app.extensions["adbreak"]
-    ha: HomeAssistant = rt.homeassistant
-    name = DEVICE["name"]
-    wire = Topics("home/adbreak")
-    full = expand(discovery_payload(DEVICE, ha.topics))
-    c = full["components"]
-    # what the edge publishes (edge.mqtt.MqttLink builds its topics with the same adbreak.wire.Topics)
-    assert c["ad_playing"]["state_topic"] == wire.state(name)
-    assert c["ad_confidence"]["state_topic"] == wire.telemetry(name)
-    assert c["ad_break"]["state_topic"] == wire.event(name)
-    for key in ("ad_playing", "ad_confidence", "ad_break"):
-        assert [a["topic"] for a in c[key]["availability"]] == [wire.available(name)]
-    # what the server listens on and publishes
-    filters = [f for f, _h in ha.routes()]
-    assert filters == ["home/adbreak/+/automute/set", "ha/status"]
-    assert set(filters) <= {f for f, _q, _h in rt.bridge._routes}  # the bridge subscribes them
-    assert mqtt.topic_matches_sub(filters[0], c["auto_mute"]["command_topic"])
-    assert ha.topics.automute_device(c["auto_mute"]["command_topic"]) == name
-    assert [a["topic"] for a in c["auto_mute"]["availability"]] == [rt.bridge.config.status_topic]
-    assert rt.bridge.config.status_topic == "home/adbreak/_server/status"
-    recorder = Recorder()
-    HomeAssistant(ha.topics, recorder, devices=lambda: [], submit=lambda job: None).device_changed(DEVICE)
-    assert recorder.topics() == [ha.topics.discovery(name), c["auto_mute"]["state_topic"]]
-    assert ha.topics.discovery(name) == "ha/device/home_adbreak_living-room-tv/config"
+    try:
+        rt = app.extensions["adbreak"]
+        ha: HomeAssistant = rt.homeassistant
+        name = DEVICE["name"]
+        wire = Topics("home/adbreak")
+        full = expand(discovery_payload(DEVICE, ha.topics))
+        c = full["components"]
+        # what the edge publishes (edge.mqtt.MqttLink builds its topics with the same adbreak.wire.Topics)
+        assert c["ad_playing"]["state_topic"] == wire.state(name)
+        assert c["ad_confidence"]["state_topic"] == wire.telemetry(name)
+        assert c["ad_break"]["state_topic"] == wire.event(name)
+        for key in ("ad_playing", "ad_confidence", "ad_break"):
+            assert [a["topic"] for a in c[key]["availability"]] == [wire.available(name)]
+        # what the server listens on and publishes
+        filters = [f for f, _h in ha.routes()]
+        assert filters == ["home/adbreak/+/automute/set", "ha/status"]
+        assert set(filters) <= {f for f, _q, _h in rt.bridge._routes}  # the bridge subscribes them
+        assert mqtt.topic_matches_sub(filters[0], c["auto_mute"]["command_topic"])
+        assert ha.topics.automute_device(c["auto_mute"]["command_topic"]) == name
+        assert [a["topic"] for a in c["auto_mute"]["availability"]] == [rt.bridge.config.status_topic]
+        assert rt.bridge.config.status_topic == "home/adbreak/_server/status"
+        recorder = Recorder()
+        HomeAssistant(ha.topics, recorder, devices=lambda: [], submit=lambda job: None).device_changed(DEVICE)
+        assert recorder.topics() == [ha.topics.discovery(name), c["auto_mute"]["state_topic"]]
+        assert ha.topics.discovery(name) == "ha/device/home_adbreak_living-room-tv/config"
+    finally:
+        app.extensions["adbreak"].stop()  # its engine's connections closed, not left to the collector
     # a device can never be called like the server's status level
     with pytest.raises(Exception):  # noqa: B017 - WireError
         wire.available("_server")

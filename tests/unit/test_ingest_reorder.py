@@ -1,6 +1,6 @@
 """The reorder hold of ``server.ingest`` (shared subscriptions): an event that comes before the ones it follows is held
 unacknowledged until the gap fills, and applied over the gap only when its device's sequence stops moving. On a real
-database (SQLite, or PostgreSQL with ``ADBREAK_TEST_DATABASE=postgresql``)."""
+database (SQLite and PostgreSQL: ``db_engine``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from server.ingest import Ingest
 from server.store import SegmentStore
 from tests.db_support import migrated_url, query
 from tests.support import wait_for
+
+pytestmark = pytest.mark.usefixtures("db_engine")
 
 
 @pytest.fixture

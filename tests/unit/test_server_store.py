@@ -1,5 +1,5 @@
 """SegmentStore on a real database migrated by Alembic (a SQLite file; a PostgreSQL database with
-``ADBREAK_TEST_DATABASE=postgresql``, ``tests/db_support.py``): ingest rules, segments, counters, queries."""
+both engines: ``db_engine``, ``tests/db_support.py``): ingest rules, segments, counters, queries."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from adbreak.wire import Availability, EventPayload, EventType, StatePayload, ne
 from server import db
 from server.models import Segment
 from server.store import SegmentStore
-from tests.db_support import migrated_url, on_postgresql, query
+from tests.db_support import migrated_url, query
+
+pytestmark = pytest.mark.usefixtures("db_engine")
 
 T0 = 1_800_000_000.0
 
@@ -348,7 +350,7 @@ def test_hold_gap_holds_an_event_beyond_the_next_and_writes_nothing(store, db_ur
     assert store.device("tv1")["last_seq"] == 9
 
 
-@pytest.mark.skipif(not on_postgresql(), reason="servers share a database on PostgreSQL only")
+@pytest.mark.postgresql_only(reason="servers share a database on PostgreSQL only")
 def test_two_servers_on_one_database_apply_each_event_once_in_order(db_url):
     """Two stores on their own engines (two server processes) race to apply the same events of the same devices,
     and batches that lock the devices in opposite orders: every event is stored once, each device's segments
@@ -395,7 +397,7 @@ def test_two_servers_on_one_database_apply_each_event_once_in_order(db_url):
         e.dispose()
 
 
-@pytest.mark.skipif(not on_postgresql(), reason="a database server that can drop connections: PostgreSQL")
+@pytest.mark.postgresql_only(reason="a database server that can drop connections: PostgreSQL")
 def test_a_store_survives_the_database_dropping_its_connections(store, db_url):
     """PostgreSQL restarted or a connection killed: the next batch gets a live connection (pool_pre_ping)."""
     from sqlalchemy import create_engine, text

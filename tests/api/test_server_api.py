@@ -1,4 +1,5 @@
-"""The REST API and the dashboard routes through Flask's test client, on a real migrated SQLite file (no broker)."""
+"""The REST API and the dashboard routes through Flask's test client (the app in this process), on a migrated
+database of each engine (no broker). Over HTTP against the real process: ``tests/integration/test_server_live.py``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from adbreak.wire import Availability, EventPayload, EventType, new_event_id
 from server import db
 from server.app import create_app
 from server.settings import ServerSettings
+from tests.db_support import fresh_url
 from tests.server_support import SignedIn, error_of
 from tests.server_support import make_app as support_make_app
+
+pytestmark = pytest.mark.usefixtures("db_engine")
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC).timestamp()
 
@@ -43,7 +47,7 @@ def client(app):
 
 
 def test_unmigrated_database_is_refused(tmp_path):
-    settings = ServerSettings(database_url=f"sqlite:///{tmp_path / 'new.db'}")
+    settings = ServerSettings(database_url=fresh_url(tmp_path, "new.db"))
     with pytest.raises(AdbreakError, match=r"database at revision none, code needs \w+: run `adbreak db upgrade`"):
         create_app(settings, start_mqtt=False)
 

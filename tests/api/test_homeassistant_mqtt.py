@@ -1,8 +1,9 @@
 """Home Assistant discovery and the auto-mute switch against a real Mosquitto and the real server app.
 
-The server is ``create_app`` on a migrated SQLite file with its MQTT bridge connected to a private broker; an
-edge-style paho client publishes availability, state and events; fresh paho subscribers look at what the broker
-keeps (retained) and at what goes by (commands); the REST side is Flask's test client signed in as the admin.
+The server is ``create_app`` in this process on a migrated database (each engine) with its MQTT bridge connected to a
+private broker; an edge-style paho client publishes availability, state and events; fresh paho subscribers look at
+what the broker keeps (retained) and at what goes by (commands); the REST side is Flask's test client signed in as
+the admin.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_even
 from server.app import create_app
 from tests.mqtt_support import mosquitto, wait_for  # noqa: F401 - fixture
 from tests.server_support import SignedIn, error_of, make_settings
+
+pytestmark = pytest.mark.usefixtures("db_engine")
 
 TOPICS = Topics()
 DEVICE = "tv1"

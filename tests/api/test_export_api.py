@@ -1,5 +1,6 @@
-"""GET /api/v1/export through the real app on a migrated SQLite file, signed in; the history comes from the real
-store's ingest (availability, state, events), corrections as the review leaves them."""
+"""GET /api/v1/export through the app in this process (Flask's test client) on a migrated database of each engine,
+signed in; the history comes from the real store's ingest (availability, state, events), corrections as the review
+leaves them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from adbreak.segments import Segment
 from tests.export_support import history, review
 from tests.server_support import SignedIn, error_of, make_app
 
+pytestmark = pytest.mark.usefixtures("db_engine")
+
 T0 = 1763892000.0  # 2025-11-23T10:00:00Z
 STAMP = "20251123T100000Z"
 CHANGES = [(0.0, "program"), (600.0, "ad"), (732.5, "program"), (1800.0, "ad"), (1830.25, "program")]
@@ -18,7 +21,7 @@ WANT = [Segment(0, 600, "program"), Segment(600, 732.5, "ad"), Segment(732.5, 18
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, db_engine):
     app = make_app(tmp_path_factory.mktemp("export"))
     store = app.extensions["adbreak"].store
     # offline from +1000 s to +1200 s: no data there (exported as program)

@@ -1,11 +1,15 @@
-"""Sign-in, sessions, API tokens, CSRF, the login rate limit and user management, through the real app on a real
-migrated SQLite file. Which route answers whom is walked over the whole URL map in ``test_authorization.py``."""
+"""Sign-in, sessions, API tokens, CSRF, the login rate limit and user management, through the app in this process
+(Flask's test client) on a migrated database of each engine; the main paths over HTTP against the real server
+process: ``tests/integration/test_server_live.py``. Which route answers whom is walked over the whole URL map in
+``test_authorization.py``."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.server_support import ADMIN, ADMIN_PASSWORD, SignedIn, error_of, make_app
+
+pytestmark = pytest.mark.usefixtures("db_engine")
 
 
 @pytest.fixture

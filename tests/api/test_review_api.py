@@ -1,16 +1,18 @@
-"""Review (corrections) and statistics endpoints through the real app on a real migrated SQLite file: every
-endpoint, sign-in, 400/404/409 answers, the stored rows, the Socket.IO pushes, and statistics following a
-correction."""
+"""Review (corrections) and statistics endpoints through the app in this process (Flask's test client) on a migrated
+database of each engine: every endpoint, sign-in, 400/404/409 answers, the stored rows, the Socket.IO pushes, and
+statistics following a correction."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 
 from adbreak.wire import Availability, EventPayload, EventType, StatePayload, new_event_id
+from tests.db_support import query
 from tests.server_support import ADMIN, SignedIn, error_of, make_app
+
+pytestmark = pytest.mark.usefixtures("db_engine")
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp()  # a Friday, 10:00 UTC = 11:00 in Berlin
 DAY = "start=2026-11-20T00:00:00Z&end=2026-11-21T00:00:00Z"
@@ -66,9 +68,7 @@ def spans(api, device="tv1"):
 
 
 def db_rows(app, sql: str):
-    path = app.extensions["adbreak"].settings.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql).fetchall()
+    return query(app.extensions["adbreak"].settings.database_url, sql)
 
 
 def seg_id(api, label: str, start: float, device="tv1") -> int:

@@ -1,5 +1,6 @@
-"""GET /api/v1/dataset and /dataset/summary through the real app on a migrated SQLite file, with keyframe rows and
-JPEG files laid out as the server keeps them; the zip is what `adbreak train` reads."""
+"""GET /api/v1/dataset and /dataset/summary through the app in this process (Flask's test client) on a migrated
+database of each engine, with keyframe rows and JPEG files laid out as the server keeps them; the zip is what
+`adbreak train` reads."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from server.dataset import KeyframeRow, ReviewedSegment
 from tests.export_support import add_keyframe, add_segment, jpeg, solid
 from tests.server_support import SignedIn, error_of, make_app
 
+pytestmark = pytest.mark.usefixtures("db_engine")
+
 T0 = 1763892000.0  # 2025-11-23T10:00:00Z
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, db_engine):
     root = tmp_path_factory.mktemp("dataset")
     app = make_app(root)
     rt = app.extensions["adbreak"]

@@ -1,4 +1,5 @@
-"""User rules through the real API: the Flask app on a migrated SQLite file, signed in; a real Mosquitto with plain
+"""User rules through the API of the app in this process (Flask's test client) on a migrated database of each
+engine, signed in; a real Mosquitto with plain
 paho clients (an edge publishing events, a subscriber watching what the rules publish); a real local HTTP server
 (``http.server`` in a thread) receiving webhooks."""
 
@@ -16,6 +17,8 @@ from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_even
 from tests.mqtt_support import mosquitto  # noqa: F401 - fixture
 from tests.server_support import SignedIn, error_of, make_app
 from tests.support import wait_for
+
+pytestmark = pytest.mark.usefixtures("db_engine")
 
 TOPICS = Topics()
 LIGHTS = {"type": "mqtt", "topic": "home/{{ device }}/lights", "payload": "{{ label }} on {{ device }} "
