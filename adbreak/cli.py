@@ -52,6 +52,20 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- commands
+def _state_dir(value: str | None) -> Path | None:
+    """``--state DIR``: created when missing; a path that is not a folder is a one-line error."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise AdbreakError(f"--state {value}: not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AdbreakError(f"--state {value}: cannot create the folder ({exc.strerror})") from exc
+    return path
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from adbreak.evaluate import evaluate_scores, evaluate_video
     from adbreak.metrics import format_metrics
@@ -60,6 +74,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.scores:
         if args.video or args.model:
             raise AdbreakError("give either VIDEO [--model BUNDLE] or --scores SCORES.csv, not both")
+        if args.state:
+            raise AdbreakError("--state needs VIDEO: a device's logo and ad memory come from its pictures")
         run = evaluate_scores(args.scores, args.truth, decision=_decision(args), decider=decider,  # type: ignore[arg-type]
                               fusion=fusion_from(args))
     else:
@@ -79,6 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             fps=args.fps,
             record_scores=args.record_scores,
             progress=not args.quiet,
+            state_dir=_state_dir(args.state),
         )
     if args.json:
         _write_json(args.json, run.metrics)
@@ -246,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predicted", metavar="S.csv", help="write the predicted segments")
     p.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
     p.add_argument("--fps", type=_positive, help="analysis rate (default: the bundle's, or 5)")
+    p.add_argument("--state", metavar="DIR", help="a device's learned state (logo, ad memory, fusion histograms, "
+                   "whether its channel airs promos) to start from and to keep: evaluate a recording as a device "
+                   "that already watched the channel would (created when missing; default: a brand-new device)")
     add_geometry_options(p)
     add_decider_option(p)
     add_fusion_option(p)

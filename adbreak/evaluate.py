@@ -60,14 +60,16 @@ def evaluate_video(
     fps: float | None = None,
     record_scores: str | Path | None = None,
     progress: bool = True,
+    state_dir: str | Path | None = None,
 ) -> EvaluationRun:
-    """The live pipeline over a recording as if live; without ``bundle_path`` on the cues alone."""
+    """The live pipeline over a recording as if live; without ``bundle_path`` on the cues alone. ``state_dir``: a
+    device's learned state to start from and to keep (default: a brand-new device, nothing kept)."""
     from tqdm import tqdm
 
     truth = read_segments(truth_path)
     duration = truth[-1].end
     bundle = ModelBundle.load(bundle_path) if bundle_path is not None else None
-    detector = Detector(bundle, decision, geometry, fusion=fusion, decider=decider)
+    detector = Detector(bundle, decision, geometry, fusion=fusion, decider=decider, state_dir=state_dir)
     # decoded in a child process (the interpreter lock would make a decoding thread and the analysis take turns); the
     # child also converts each frame to its model input and screen luma, so only those small pictures cross over.
     # With two cores or fewer and a model, the backbone needs the other core: the decoder then uses one thread
@@ -103,6 +105,7 @@ def evaluate_video(
             bar.update(round(r.t - bar.n, 1))
     wall = time.perf_counter() - started
     bar.close()
+    detector.close()  # keeps what the device learned when it has a state folder
     end = ts[-1] if ts else 0.0
     if end < duration - 2.0:
         raise AdbreakError(

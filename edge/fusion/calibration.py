@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 AD, PROGRAM = 1, 0
 FILE_VERSION = 1
+BREAKS_KEPT = 50.0
 
 # bin edges: a value v falls in bin i when edges[i] <= v < edges[i + 1] (the last bin is closed)
 BINS: dict[str, tuple[float, ...]] = {
@@ -80,6 +81,10 @@ class Calibration:
         self.cfg = cfg
         self.observed: dict[str, np.ndarray] = {name: np.zeros((2, len(BINS[name]) - 1)) for name in BINS}
         self._tables: dict[str, np.ndarray] | None = None
+        self.breaks = 0.0
+        """Breaks this device has decided and checked again (``FusionDecision``), fading like the histograms."""
+        self.promo_breaks = 0.0
+        """Of those, the breaks in which the channel aired a promo or ident (a logo stretch inside the break)."""
 
     def _prior(self, name: str) -> np.ndarray:
         weight = self.cfg.prior_weight_s if name in SECOND_FEATURES else self.cfg.prior_weight_s / 10.0
@@ -107,7 +112,13 @@ class Calibration:
         total = np.zeros(len(blocks))
         for name in SECOND_FEATURES:
             idx = bin_index(name, blocks.features[name])
-            total += np.where(idx >= 0, tables[name][np.maximum(idx, 0)], 0.0) * dur
+            part = np.where(idx >= 0, tables[name][np.maximum(idx, 0)], 0.0) * dur
+            if name == "logo_framed":
+                # the logo in a block framed by separators: its absence is a spot's, second after second; its
+                # presence says nothing for the show, since the channel's own promos and idents carry it inside the
+                # break for all of their 5-30 s (Comskip, for the same reason, ignores a logo run shorter than ~20 s)
+                part = np.maximum(part, 0.0)
+            total += part
         total = np.clip(total, -self.cfg.max_block_llr, self.cfg.max_block_llr)
         for name in BLOCK_FEATURES:
             idx = bin_index(name, blocks.features[name])
@@ -138,6 +149,20 @@ class Calibration:
             counts[:] = 0.0
         self._tables = None
 
+    def note_break(self, promo: bool) -> None:
+        """Count one decided break, and whether it held a promo. Only the last ``BREAKS_KEPT`` count (older ones fade
+        in proportion), so a channel that stops airing promos loses the learned end hold after a few dozen breaks."""
+        self.breaks += 1.0
+        self.promo_breaks += 1.0 if promo else 0.0
+        if self.breaks > BREAKS_KEPT:
+            scale = BREAKS_KEPT / self.breaks
+            self.breaks *= scale
+            self.promo_breaks *= scale
+
+    def promos_seen(self) -> bool:
+        """Whether this channel airs promos inside its breaks (at least one among the breaks remembered)."""
+        return self.promo_breaks >= 1.0 - 1e-9
+
     def has_seen_both(self) -> bool:
         """Whether this stream (or the device, before a restart) has decided at least one break and one program
         segment, so that the histograms are no longer the defaults alone."""
@@ -146,7 +171,8 @@ class Calibration:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the observed histograms atomically as JSON (a device keeps what it learned across restarts)."""
-        write_text(path, json.dumps({"version": FILE_VERSION, "observed": self.to_dict()}))
+        write_text(path, json.dumps({"version": FILE_VERSION, "observed": self.to_dict(),
+                                     "breaks": round(self.breaks, 3), "promo_breaks": round(self.promo_breaks, 3)}))
 
     def load(self, path: str | os.PathLike[str]) -> bool:
         """Read histograms written by :meth:`save`; ``False`` when there is no file. A file that cannot be read is
@@ -161,7 +187,12 @@ class Calibration:
             observed = data.get("observed")
             if not isinstance(observed, dict):
                 raise ValueError("no 'observed' histograms")
+            counts = [data.get("breaks", 0.0), data.get("promo_breaks", 0.0)]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                       for v in counts) or counts[1] > counts[0]:
+                raise ValueError("bad break counts")
             self.load_dict(observed)
+            self.breaks, self.promo_breaks = float(counts[0]), float(counts[1])
             return True
         except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
             try:
@@ -171,6 +202,7 @@ class Calibration:
             except OSError as move_exc:
                 log.warning("fusion calibration %s unreadable (%s) and cannot be moved (%s)", p, exc, move_exc)
             self.reset()
+            self.breaks = self.promo_breaks = 0.0
             return False
 
     def to_dict(self) -> dict[str, list[list[float]]]:

@@ -83,6 +83,15 @@ class FusionConfig:
     channel promo or ident inside a break (it carries the logo) is not taken for the show's return. 0 (default):
     the end is decided as soon as the evidence allows (about 1 s). About 16 s keeps promos of up to 15 s muted, at
     the cost of an unmute that late; the boundary is back-dated either way (``docs/decision.md``)."""
+    promo_hold_s: float = 16.0
+    """Online, learned per device: once this device has seen its channel air a promo or ident inside a break (a
+    stretch with the logo that turned out, seconds later, to belong to the break: the show "returned" for less than
+    ``min_program_s``, or re-decoding a closed break ``promo_check_s`` later moves its end past a logo block framed by
+    separators), every break ends only once the show has lasted this long, as ``end_hold_s`` does. A channel without
+    promos keeps its fast unmute. 0 turns the learned hold off (``docs/decision.md``)."""
+    promo_check_s: float = 30.0
+    """Online: how long after a break's end its last minutes are decoded again, without the decided end pinned, to
+    see whether the channel put a promo there."""
     window_s: float = 900.0
     """Online: the frames of the last this many seconds are re-decoded on every frame."""
     startup_s: float = 2.0

@@ -151,6 +151,9 @@ class FusionDecision(DecidedState):
         self._boundary: float | None = None
         self._observed_until = -math.inf
         self._warm = False
+        self._break_start: float | None = None  # where the current (or last) break began
+        self._check_at: float | None = None  # stream time of the pending second look at the last break
+        self._break_noted = False  # the current break was already counted as holding a promo
         self.last_margin = 0.0
         self.closed_break: list[tuple[float, float, float, bool]] = []
         """The blocks of the last break decided: (start, end, mean logo presence, is a separator)."""
@@ -211,10 +214,15 @@ class FusionDecision(DecidedState):
             label = AD if self.last_margin_ad >= cfg.margin + cfg.warmup_margin else PROGRAM
             self._state = self._initial_state = _LABELS[label]
             self._initial_t = self._boundary = self._t0
+            if label == AD:
+                self._break_start = self._t0
             return None
         assert self._boundary is not None
+        if self._check_at is not None and t >= self._check_at and self._state is Label.PROGRAM:
+            self._second_look(t)
         start = max(self._boundary, t - cfg.window_s)
-        self._frames.drop_before(start - 1.0)
+        keep = start if self._check_at is None or self._break_start is None else min(start, self._break_start)
+        self._frames.drop_before(keep - 1.0)
         times, cols = self._frames.since(start)
         if len(times) == 0:
             return None
@@ -245,8 +253,8 @@ class FusionDecision(DecidedState):
         path = dec.best_path_end[other]
         first_block = path[-1][0]
         boundary = float(blocks.t0[first_block])
-        if other == PROGRAM and t - boundary < cfg.end_hold_s - 1e-9:
-            return None  # the show must last ``end_hold_s`` before the break is over (a promo would not)
+        if other == PROGRAM and t - boundary < self.end_hold(cfg) - 1e-9:
+            return None  # the show must last the end hold before the break is over (a promo would not)
         if first_block == 0 and initial:
             boundary = self._boundary  # the first state, decided on the first seconds alone, was wrong all along
         elif first_block == 0 or boundary <= self._boundary:
@@ -270,11 +278,56 @@ class FusionDecision(DecidedState):
                 (float(blocks.t0[i]), float(blocks.t1[i]), float(logo[i]), bool(blocks.features["separator"][i] == 1))
                 for i in np.flatnonzero(ad_blocks)
             ]
+        if other == AD:
+            returned = self._state is Label.PROGRAM and not initial and self._break_start is not None
+            if returned and boundary - self._boundary < cfg.min_program_s:
+                # the "show" that ended the last break lasted less than a show: the channel's promo (or ident) with
+                # its logo, inside the break. Learned now, so this break's end is already held
+                if not self._break_noted:
+                    self.calibration.note_break(promo=True)
+                self._break_noted = True
+                self._check_at = None
+            else:
+                self._break_start = boundary
+                self._break_noted = False
+        else:
+            self._check_at = boundary + cfg.promo_check_s
         confidence = _sigmoid(margin)
         transition = Transition(self._state, _LABELS[other], t, boundary, confidence)
         self._state = _LABELS[other]
         self._boundary = boundary
         return transition
+
+
+    def end_hold(self, cfg: FusionConfig | None = None) -> float:
+        """How long the show must have lasted before a break is decided over: ``end_hold_s``, or ``promo_hold_s``
+        once this device has seen its channel air promos inside its breaks."""
+        cfg = cfg or self._config
+        if cfg.promo_hold_s > 0 and self.calibration.promos_seen():
+            return max(cfg.end_hold_s, cfg.promo_hold_s)
+        return cfg.end_hold_s
+
+    def _second_look(self, t: float) -> None:
+        """Decode the last break again, ``promo_check_s`` after its end, with only its start pinned: when the best
+        explanation now ends it a spot length or more later, the stretch after the decided end (a block with the
+        logo, then a separator) was the channel's promo closing the break. Counted once per break."""
+        cfg = self._config
+        start, end = self._break_start, self._boundary
+        self._check_at = None
+        if start is None or end is None:
+            return
+        if self._break_noted:
+            self._break_noted = False
+            return
+        times, cols = self._frames.since(start)
+        if len(times) == 0:
+            return
+        blocks = make_blocks(times, cols, cfg, start_t=start)
+        dec = viterbi(blocks.t0, blocks.t1, self.calibration.block_llr(blocks), cfg, first_label=AD,
+                      first_start_t=start, first_exempt=True)
+        path = dec.best_path_end[PROGRAM]
+        later = bool(path) and float(blocks.t0[path[-1][0]]) >= end + cfg.spot_min_s - cfg.spot_tolerance_s
+        self.calibration.note_break(promo=later)
 
 
 def clean_ad_spans(blocks: list[tuple[float, float, float, bool]], max_logo: float = 0.2) -> list[tuple[float, float]]:

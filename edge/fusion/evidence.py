@@ -30,7 +30,8 @@ CUE_COLUMNS: tuple[str, ...] = (
 """The per-frame values the fusion reads (the scores file's columns); any may be NaN (not measured)."""
 
 SECOND_FEATURES: tuple[str, ...] = ("logo", "logo_framed", "p_ad", "repeat")
-"""Block features whose evidence counts once per second of the block."""
+"""Block features whose evidence counts once per second of the block (``logo_framed`` only for ad: the logo inside
+a block framed by separators may be the channel's own promo; see :mod:`edge.fusion.calibration`)."""
 BLOCK_FEATURES: tuple[str, ...] = ("separator", "spot_length", "bracketed", "length", "loudness", "cuts")
 """Block features whose evidence counts once per block: statistics of the whole block (its loudness, its rate of
 scene cuts) say one thing about it however long it is."""

@@ -42,7 +42,7 @@ def _evaluate(root, test, name: str, *extra) -> dict:
 
 def test_zero_labels_on_an_unseen_broadcast(disjoint):
     root, test = disjoint
-    m = _evaluate(root, test, "nomodel")
+    m = _evaluate(root, test, "nomodel", "--state", root / "device")
     assert m["accuracy"] >= 0.98, m
     assert m["flaps"] == 0 and m["missed_breaks"] == 0 and m["false_breaks"] == 0, m
     assert m["boundary_err_median_s"] <= 0.5, m
@@ -51,6 +51,12 @@ def test_zero_labels_on_an_unseen_broadcast(disjoint):
         assert column in header, header
     # no head ran: p_ad is empty on every row
     assert all(line.split(",")[1] == "" for line in (root / "nomodel.csv").read_text().splitlines()[1:])
+    # --state kept what this device learned: its logo, the ads it decided, its histograms and breaks checked
+    state = root / "device"
+    assert {"logo.npz", "ad-memory.npz", "calibration.json"} <= {p.name for p in state.iterdir()}, list(state.iterdir())
+    assert json.loads((state / "calibration.json").read_text())["breaks"] >= 1
+    proc = run_cli("evaluate", test.video, "--truth", test.truth, "--state", test.truth)
+    assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0 and "not a folder" in proc.stderr
 
 
 def test_a_head_from_other_footage_does_not_make_it_worse(disjoint):

@@ -176,6 +176,67 @@ def test_live_a_promo_mid_break_ends_the_break_unless_the_end_is_held():
                                                                strict=True))
 
 
+def _ends(transitions) -> list:
+    return [tr for tr in transitions if tr.to_label is Label.PROGRAM]
+
+
+def test_live_a_device_learns_that_its_channel_airs_promos_and_holds_later_ends():
+    """The show that "returned" at a mid-break promo lasted less than a show: from then on this device holds every
+    break's end ``promo_hold_s``; with the learned hold off it never does."""
+    b = Broadcast(4).program(150).brk([15, 10, 20], promo_at=1).program(150).brk([20, 30]).program(120)
+    t, rows = b.arrays
+    machine = FusionDecision()
+    transitions = [s.transition for s in (machine.update(float(t[i]), {k: float(v[i]) for k, v in rows.items()})
+                                          for i in range(len(t))) if s.transition is not None]
+    assert machine.calibration.promos_seen()
+    first, *_, last = _ends(transitions)
+    assert first.decided_t - first.boundary_t < 3.0  # before it knew: the promo ended the break at once
+    assert last.decided_t - last.boundary_t >= 16.0 - 1e-6  # after: the end waits for the show to last
+    assert abs(last.boundary_t - b.truth[-2].end) < 1.0  # and is back-dated to where the show came back
+    off, m_off, _ = online(b, FusionConfig(promo_hold_s=0.0))
+    assert all(tr.decided_t - tr.boundary_t < 3.0 for tr in _ends(off)), m_off
+
+
+def test_live_a_promo_closing_a_break_is_found_on_the_second_look():
+    """A promo as a break's last item (logo, then a black, then the show) looks like the show's return; decoding the
+    break again ``promo_check_s`` later, with its end no longer pinned, puts the end after the promo: learned."""
+    b = Broadcast(8).program(150).brk([15, 30, 20], promo_at=2).program(150)
+    t, rows = b.arrays
+    machine = FusionDecision()
+    for i in range(len(t)):
+        machine.update(float(t[i]), {k: float(v[i]) for k, v in rows.items()})
+    assert machine.calibration.breaks == 1.0
+    assert machine.calibration.promos_seen()
+    # the same break without the promo: checked, and no promo learned
+    plain = Broadcast(8).program(150).brk([15, 30, 20]).program(150)
+    t, rows = plain.arrays
+    clean = FusionDecision()
+    for i in range(len(t)):
+        clean.update(float(t[i]), {k: float(v[i]) for k, v in rows.items()})
+    assert clean.calibration.breaks == 1.0 and not clean.calibration.promos_seen()
+
+
+def test_a_channel_without_promos_keeps_its_fast_unmute():
+    transitions, m, _ = online(standard(3))
+    assert m["accuracy"] >= 0.995
+    assert all(tr.decided_t - tr.boundary_t < 3.0 for tr in _ends(transitions))
+
+
+def test_the_learned_promo_count_fades_and_survives_a_restart(tmp_path):
+    cal = Calibration(FusionConfig())
+    cal.note_break(promo=True)
+    assert cal.promos_seen()
+    path = tmp_path / "calibration.json"
+    cal.save(path)
+    again = Calibration(FusionConfig())
+    assert again.load(path) and again.promos_seen() and again.breaks == 1.0
+    for _ in range(60):  # a channel that stopped airing promos: the hold is forgotten after a few dozen breaks
+        again.note_break(promo=False)
+    assert not again.promos_seen()
+    path.write_text('{"version": 1, "observed": {}, "breaks": 1, "promo_breaks": 5}')
+    assert again.load(path) is False and again.breaks == 0.0 and not again.promos_seen()
+
+
 def test_an_untrustworthy_head_loses_its_weight():
     """A head that calls a whole show "ad" (footage unlike its training) must not override logo and separators;
     after calibration "p_ad high" says less about ad than the default trusts it to."""
