@@ -44,7 +44,8 @@ def app(tmp_path_factory, db_engine):
     add_segment(engine, "kitchen", T0, T0 + 30, "program", review="confirmed")
     for k in range(5):
         add_keyframe(engine, data, "kitchen", T0 + 5 + k, jpeg(solid((0, 255, 0))), label="program")
-    return app
+    yield app
+    app.extensions["adbreak"].stop()
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ def app(tmp_path_factory, db_engine):
     # offline from +1000 s to +1200 s: no data there (exported as program)
     history(store, "tv1", T0, CHANGES, offline=(1000.0, 1200.0))
     history(store, "kitchen", T0, [(0.0, "program"), (100.0, "ad")])
-    return app
+    yield app
+    app.extensions["adbreak"].stop()
 
 
 @pytest.fixture(scope="module")
