@@ -421,3 +421,17 @@ def test_a_closed_break_offers_its_spots_to_the_ad_memory():
     assert len(kept) == 2, kept
     for (a, b_), (ta, tb) in zip(kept, (spot1, spot3), strict=True):
         assert abs(a - ta) < 0.3 and abs(b_ - tb) < 0.3, kept
+
+
+def test_row_nanmedian_is_numpys():
+    from edge.fusion.evidence import _row_nanmedian
+
+    rng = np.random.default_rng(3)
+    for k in (0, 1, 7, 40):
+        a = rng.random((k, 5))
+        a[rng.random((k, 5)) < 0.4] = np.nan
+        a[: min(k, 2)] = np.nan  # all-NaN rows
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            want = np.nanmedian(a, axis=1) if k else np.zeros(0)
+        assert np.allclose(_row_nanmedian(a), want, equal_nan=True)
