@@ -44,7 +44,7 @@ from common import (
     write_result,
 )
 
-QUICK = {"devices": 2, "minutes": 2.0, "first_minutes": 1.0, "speed": 2.0, "train_minutes": 2.0}
+QUICK = {"devices": 2, "minutes": 2.0, "first_minutes": 1.5, "speed": 2.0, "train_minutes": 2.0}
 
 
 def main() -> None:

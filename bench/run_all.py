@@ -6,7 +6,8 @@
 bench/README.md); ``quick`` (`make bench PROFILE=quick`) runs every benchmark at its CI sizes into
 bench/results/quick/ (minutes). Each script gets ``--profile``; its sizes for each profile are defined in the script
 (``QUICK``; the full ones are its defaults). A benchmark that fails does not stop the others; the exit status is 1
-when any failed. The time of each run and the total are printed and written to ``<results>/run_all.json``.
+when any failed. The time of each run and the total are printed, and (a whole profile, not ``--only``) written to
+``<results>/run_all.json``.
 """
 
 from __future__ import annotations
@@ -88,15 +89,16 @@ def main() -> int:
         if rc != 0:
             failed.append(shown)
     total = time.perf_counter() - started
-    results.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT))
-    from adbreak.atomic import write_text
+    if not args.only:
+        sys.path.insert(0, str(ROOT))
+        from adbreak.atomic import write_text
 
-    sys.path.insert(0, str(HERE))
-    from common import machine
+        sys.path.insert(0, str(HERE))
+        from common import commit, machine
 
-    write_text(results / "run_all.json", json.dumps({"profile": args.profile, "machine": machine(),
-                                                     "total_s": round(total, 1), "runs": timings}, indent=2) + "\n")
+        write_text(results / "run_all.json", json.dumps({
+            "profile": args.profile, "machine": machine(), "commit": commit(), "total_s": round(total, 1),
+            "runs": timings}, indent=2) + "\n")
     print(f"== {len(runs)} runs in {total / 60:.1f} min ({args.profile} profile); "
           + (f"{len(failed)} FAILED: {'; '.join(failed)}" if failed else "all ok"), flush=True)
     return 1 if failed else 0
