@@ -80,3 +80,19 @@ def test_first_write_replaces_only_the_measured_section(tmp_path):
     assert "| hand | written |" not in text
     assert text.endswith(mt.END + "\n\n## Licence\n\nkept\n")
     assert mt.main(["--check", "--readme", str(readme)]) == 0
+
+
+def test_a_new_kind_of_run_in_a_variant_gets_into_the_row(tmp_path):
+    """bench_generalise may add runs to some variants (a device that watched the channel before): they are shown."""
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "bench" / "results", results, ignore=shutil.ignore_patterns("quick"))
+    data = json.loads((results / "generalise.json").read_text())
+    for variant in data["variants"].values():
+        variant.pop("no model, end_hold_s 16", None)
+    data["variants"]["promos"]["no model, a device that watched the channel before"] = {
+        **data["variants"]["promos"]["no model"], "accuracy": 0.9961, "flaps": 0}
+    (results / "generalise.json").write_text(json.dumps(data))
+    row = next(line for line in mt.table(results).splitlines() if "-min variants" in line)
+    assert "No model, a device that watched the channel before (`--state`" in row
+    assert "promos 0.9961, 0 flaps" in row
+    assert "end_hold_s" not in row
