@@ -114,10 +114,11 @@ class Calibration:
             idx = bin_index(name, blocks.features[name])
             part = np.where(idx >= 0, tables[name][np.maximum(idx, 0)], 0.0) * dur
             if name == "logo_framed":
-                # the logo in a block framed by separators: its absence is a spot's, second after second; its
-                # presence says nothing for the show, since the channel's own promos and idents carry it inside the
-                # break for all of their 5-30 s (Comskip, for the same reason, ignores a logo run shorter than ~20 s)
-                part = np.maximum(part, 0.0)
+                # the logo in a block framed by separators: its absence is a spot's, second after second; in a block
+                # no longer than a promo its presence says nothing for the show, since the channel's own promos and
+                # idents carry it inside the break for all of their 5-30 s (Comskip, for the same reason, ignores a
+                # logo run shorter than ~20 s). A longer framed block with the logo is the show's (between two fades)
+                part = np.where(dur <= self.cfg.promo_max_s, np.maximum(part, 0.0), part)
             total += part
         total = np.clip(total, -self.cfg.max_block_llr, self.cfg.max_block_llr)
         for name in BLOCK_FEATURES:

@@ -54,6 +54,9 @@ class FusionConfig:
     spot_min_s: float = 5.0
     spot_max_s: float = 120.0
     spot_step_s: float = 5.0
+    promo_max_s: float = 30.0
+    """The longest channel promo or ident: inside a block framed by separators and no longer than this, the logo is
+    no evidence for the show (``docs/decision.md``)."""
     spot_tolerance_s: float = 0.6
     """A block between two cut points whose length is within this of a multiple of ``spot_step_s`` (in
     ``spot_min_s``-``spot_max_s``) has a standard spot length."""

@@ -197,6 +197,15 @@ def test_live_a_device_learns_that_its_channel_airs_promos_and_holds_later_ends(
     assert all(tr.decided_t - tr.boundary_t < 3.0 for tr in _ends(off)), m_off
 
 
+def test_a_show_stretch_between_a_black_and_a_break_keeps_its_logo_evidence():
+    """A show's last 70 s between a black (a fade inside the show) and the break is framed by separators too; it is
+    longer than any promo, so its logo still counts for the show, live and offline."""
+    b = Broadcast(9).program(100).add("program", 0.6, logo=0.0, black=True).program(70).brk([20, 30]).program(150)
+    assert offline_metrics(b)["program_lost_s"] <= 1.0
+    _, m, _ = online(b)
+    assert m["program_lost_s"] <= 1.0 and m["accuracy"] >= 0.995, m
+
+
 def test_live_a_promo_closing_a_break_is_found_on_the_second_look():
     """A promo as a break's last item (logo, then a black, then the show) looks like the show's return; decoding the
     break again ``promo_check_s`` later, with its end no longer pinned, puts the end after the promo: learned."""
