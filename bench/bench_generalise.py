@@ -35,7 +35,19 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from common import DATA, RESULTS, adbreak, broadcast, corners_arg, log, parse_args, trained_bundle, write_result
+from common import (
+    DATA,
+    RESULTS,
+    adbreak,
+    broadcast,
+    commit,
+    corners_arg,
+    log,
+    machine,
+    parse_args,
+    trained_bundle,
+    write_result,
+)
 
 from adbreak.scores import read_scores, write_scores
 from adbreak.segments import label_at, read_segments
@@ -94,7 +106,8 @@ def run_variant(name: str, spec: dict, models: dict[bool, Path]) -> dict:
         f"test-{name}", seed=spec["seed"], duration_s=spec["minutes"] * 60, pool="heldout", camera=camera,
         difficulties=tuple(spec.get("difficulties", ())), channel=spec.get("channel", "ch1"), folder=FOLDER,
     )
-    res: dict = {"video": video.name, "minutes": spec["minutes"], "seed": spec["seed"],
+    res: dict = {"measured": {"commit": commit(), "when": machine()["when"]},
+                 "video": video.name, "minutes": spec["minutes"], "seed": spec["seed"],
                  "difficulties": list(spec.get("difficulties", ())), "channel": spec.get("channel", "ch1"),
                  "camera": camera}
     m0, s0 = evaluate(f"{name}-nomodel", video, truth, meta, None)
@@ -131,7 +144,7 @@ def table(results: dict, comskip: dict) -> str:
     head = "| variant | run | per-frame | " + " | ".join(KEYS) + " |\n|---|---|---|" + "---|" * len(KEYS) + "\n"
     rows = []
     for name, res in results.items():
-        runs = {k: v for k, v in res.items() if isinstance(v, dict)}
+        runs = {k: v for k, v in res.items() if isinstance(v, dict) and "accuracy" in v}
         cs = comskip.get("runs", {}).get(name)
         if cs:
             runs = {**runs, **{f"Comskip ({k})": v for k, v in cs.items()}}
@@ -175,6 +188,10 @@ def main() -> None:
         "head's p(ad) (no model: the fused P(ad)) on the right side of 0.5; the other columns are the decided "
         "output (`adbreak.metrics`).\n\n"
         + table(results, comskip)
+        + "\nMeasured (a run with `--only` keeps the other variants' earlier figures): "
+        + "; ".join(f"{name} at {res['measured']['commit']} ({res['measured']['when']})" if "measured" in res
+                    else f"{name} in an earlier run (before per-variant stamps)" for name, res in results.items())
+        + ".\n"
         + ("\nComskip: " + comskip.get("how", "") + "\n" if comskip else "\nComskip: not measured in this run.\n")
         + "\nReproduce: `.venv/bin/python bench/bench_generalise.py` (builds its recordings under "
         "bench/.data/generalise the first time).\n"
