@@ -42,7 +42,8 @@ def run_bench(script: str, *args: str, tmp_path: Path, timeout: float) -> str:
 @needs_tools
 def test_bench_load_quick(tmp_path):
     run_bench("bench_load.py", "--quick", tmp_path=tmp_path, timeout=300)
-    run = json.loads((tmp_path / "load.json").read_text())["runs"]["5-quick"]
+    run = json.loads((tmp_path / "load.json").read_text())["runs"]["5"]
+    assert run["quick"] is True  # the quick profile's sizes (bench_load.QUICK), into its own results
     s = run["sustained"]
     assert s["published"]["telemetry"] > 0 and s["published"]["event"] > 0
     assert s["server_events_ingested"] == s["published"]["event"] + run["probe_events"]
