@@ -135,7 +135,7 @@ def run_of(r: Results, variant: str, run: str) -> dict[str, Any]:
 STANDARD_RUNS = ("no model", "model", "model, 10% of p(ad) flipped")
 EXTRA_RUNS = {"no model, end_hold_s 16": "every unmute 16 s later",
               "no model, a device that watched the channel before": "`--state` after a `train`-pool broadcast of the "
-              "channel"}
+              "channel: it learned that the channel airs promos inside breaks, so each break's end waits 16 s"}
 """What a variant's extra run is, where its name does not say it all."""
 DIFFICULTIES = (("no_black", "no black"), ("fades", "fades"), ("promos", "promos"), ("cold_open", "cold opens"),
                 ("loud", "ads at show loudness"), ("transparent", "a transparent logo"), ("all", "all together"))
@@ -560,9 +560,10 @@ def table(folder: Path) -> str:
     try:
         p = run_of(r, "promos", "no model")["accuracy"]
         if p < 0.99:
-            promos = (" Misses: a channel promo carrying the logo as the last item of a break is taken for the show's "
-                      f"first shot (promos {num(p)}, where Comskip gets {num(comskip(r, 'promos'), 3)}); how a device "
-                      "handles promos inside a break: `docs/decision.md`.")
+            promos = (" Misses: live, a channel promo carrying the logo looks like the show's return until it ends, "
+                      f"so a brand-new device shows the first promos it meets (promos {num(p)}, where Comskip gets "
+                      f"{num(comskip(r, 'promos'), 3)} offline); a device that has seen its channel air one holds "
+                      "every break's end 16 s (`docs/decision.md`).")
     except Missing:
         pass
     return "\n".join([
