@@ -164,6 +164,11 @@ class Calibration:
         """Whether this channel airs promos inside its breaks (at least one among the breaks remembered)."""
         return self.promo_breaks >= 1.0 - 1e-9
 
+    def expects_promos(self) -> bool:
+        """Whether a break's end must wait for promos: the channel was seen airing them, or this device has not yet
+        checked ``promo_prior_breaks`` breaks (a new device assumes what most channels do)."""
+        return self.promos_seen() or self.breaks < self.cfg.promo_prior_breaks - 1e-9
+
     def has_seen_both(self) -> bool:
         """Whether this stream (or the device, before a restart) has decided at least one break and one program
         segment, so that the histograms are no longer the defaults alone."""

@@ -87,11 +87,20 @@ class FusionConfig:
     the end is decided as soon as the evidence allows (about 1 s). About 16 s keeps promos of up to 15 s muted, at
     the cost of an unmute that late; the boundary is back-dated either way (``docs/decision.md``)."""
     promo_hold_s: float = 16.0
-    """Online, learned per device: once this device has seen its channel air a promo or ident inside a break (a
-    stretch with the logo that turned out, seconds later, to belong to the break: the show "returned" for less than
-    ``min_program_s``, or re-decoding a closed break ``promo_check_s`` later moves its end past a logo block framed by
-    separators), every break ends only once the show has lasted this long, as ``end_hold_s`` does. A channel without
-    promos keeps its fast unmute. 0 turns the learned hold off (``docs/decision.md``)."""
+    """Online, learned per device: while this device knows its channel airs promos or idents inside breaks (a
+    stretch with the logo that turned out to belong to the break: the show "returned" for less than ``min_program_s``,
+    re-decoding a closed break ``promo_check_s`` later moves its end past a logo block framed by separators, or a held
+    break took in a logo block of promo length), and on a new device until ``promo_prior_breaks`` breaks were checked,
+    every break ends only once the show has lasted this long, as ``end_hold_s`` does. A channel without promos then
+    gets its fast unmute. 0 turns the hold off (``docs/decision.md``)."""
+    promo_prior_breaks: float = 3.0
+    """Online: a device that has checked fewer breaks than this (with the logo learned) holds every break's end
+    ``promo_hold_s`` as if its channel aired promos, until that many breaks held none: most channels do, and a new
+    device cannot tell a promo after a separator from the show's return while it airs. A channel without promos gets
+    its fast unmute back after this many breaks; 0 gives a new device the fast unmute from the start."""
+    promo_logo: float = 0.5
+    """A block inside a decided break, no longer than ``promo_max_s`` and not a separator, whose mean logo presence is
+    at least this, is the channel's promo or ident: the break counts as holding a promo."""
     promo_check_s: float = 30.0
     """Online: how long after a break's end its last minutes are decoded again, without the decided end pinned, to
     see whether the channel put a promo there."""
@@ -113,6 +122,8 @@ class FusionConfig:
                 raise ValueError(f"fusion setting {name} must lie in (0, 1], got {getattr(self, name)}")
         if self.min_break_s > self.max_break_s:
             raise ValueError(f"min_break_s ({self.min_break_s}) exceeds max_break_s ({self.max_break_s})")
+        if self.promo_logo > 1:
+            raise ValueError(f"fusion setting promo_logo must be <= 1, got {self.promo_logo!r}")
         if self.spot_step_s <= 0 or self.spot_min_s > self.spot_max_s:
             raise ValueError("spot_step_s must be > 0 and spot_min_s <= spot_max_s")
         if self.window_s < 2 * self.max_break_s / 3:

@@ -278,6 +278,10 @@ class FusionDecision(DecidedState):
                 (float(blocks.t0[i]), float(blocks.t1[i]), float(logo[i]), bool(blocks.features["separator"][i] == 1))
                 for i in np.flatnonzero(ad_blocks)
             ]
+            if not self._break_noted and holds_promo(self.closed_break, cfg):
+                # the break, held long enough, took in a stretch with the channel's logo: a promo or ident
+                self.calibration.note_break(promo=True)
+                self._break_noted = True
         if other == AD:
             returned = self._state is Label.PROGRAM and not initial and self._break_start is not None
             if returned and boundary - self._boundary < cfg.min_program_s:
@@ -301,9 +305,10 @@ class FusionDecision(DecidedState):
 
     def end_hold(self, cfg: FusionConfig | None = None) -> float:
         """How long the show must have lasted before a break is decided over: ``end_hold_s``, or ``promo_hold_s``
-        once this device has seen its channel air promos inside its breaks."""
+        once this device has seen its channel air promos inside its breaks, or has not yet checked enough breaks to
+        know that it does not (``promo_prior_breaks``)."""
         cfg = cfg or self._config
-        if cfg.promo_hold_s > 0 and self.calibration.promos_seen():
+        if cfg.promo_hold_s > 0 and self.calibration.expects_promos():
             return max(cfg.end_hold_s, cfg.promo_hold_s)
         return cfg.end_hold_s
 
@@ -327,7 +332,23 @@ class FusionDecision(DecidedState):
                       first_start_t=start, first_exempt=True)
         path = dec.best_path_end[PROGRAM]
         later = bool(path) and float(blocks.t0[path[-1][0]]) >= end + cfg.spot_min_s - cfg.spot_tolerance_s
-        self.calibration.note_break(promo=later)
+        if later or logo_known(self.closed_break):
+            # a break whose blocks had no learned logo to look at cannot show that it held no promo
+            self.calibration.note_break(promo=later)
+
+
+def logo_known(blocks: list[tuple[float, float, float, bool]]) -> bool:
+    """Whether the learned logo's presence was measured on any non-separator block of a decided break."""
+    return any(not separator and not math.isnan(logo) for _, _, logo, separator in blocks)
+
+
+def holds_promo(blocks: list[tuple[float, float, float, bool]], cfg: FusionConfig) -> bool:
+    """Whether a decided break (its blocks as in ``FusionDecision.closed_break``) holds the channel's promo or ident:
+    a block that is no separator, no longer than ``promo_max_s``, with the logo on at least ``promo_logo`` of it."""
+    return any(
+        not separator and not math.isnan(logo) and logo >= cfg.promo_logo and t1 - t0 <= cfg.promo_max_s + 1e-9
+        for t0, t1, logo, separator in blocks
+    )
 
 
 def clean_ad_spans(blocks: list[tuple[float, float, float, bool]], max_logo: float = 0.2) -> list[tuple[float, float]]:

@@ -160,14 +160,15 @@ def test_a_promo_with_the_logo_inside_a_break_stays_ad():
 
 
 def test_live_a_promo_mid_break_ends_the_break_unless_the_end_is_held():
-    """Live, a promo in the middle of a break looks like the show's return until it ends: by default the break ends
-    there (and starts again after it); ``end_hold_s`` longer than the promo keeps it muted, the end back-dated."""
+    """Live, a promo in the middle of a break looks like the show's return until it ends: on a device that does not
+    expect promos (``promo_prior_breaks = 0``) the break ends there (and starts again after it); ``end_hold_s`` longer
+    than the promo keeps it muted, the end back-dated."""
     b = Broadcast(4).program(150).brk([15, 10, 20], promo_at=1).program(150).brk([20, 30]).program(120)
-    transitions, m, _ = online(b)
+    transitions, m, _ = online(b, FusionConfig(promo_prior_breaks=0.0))
     promo_start = 150.0 + 0.6 + 15 + 0.6
     assert m["ad_missed_s"] >= 9.0  # the 10-s promo was shown
     assert any(tr.to_label is Label.PROGRAM and abs(tr.boundary_t - promo_start) < 1.0 for tr in transitions)
-    held, m_held, _ = online(b, FusionConfig(end_hold_s=16.0))
+    held, m_held, _ = online(b, FusionConfig(end_hold_s=16.0, promo_prior_breaks=0.0))
     assert m_held["accuracy"] >= 0.995 and m_held["flaps"] == 0, m_held
     assert len(held) == 4
     ends = [tr for tr in held if tr.to_label is Label.PROGRAM]
@@ -182,10 +183,11 @@ def _ends(transitions) -> list:
 
 def test_live_a_device_learns_that_its_channel_airs_promos_and_holds_later_ends():
     """The show that "returned" at a mid-break promo lasted less than a show: from then on this device holds every
-    break's end ``promo_hold_s``; with the learned hold off it never does."""
+    break's end ``promo_hold_s``; with the learned hold off it never does. (A device that does not assume promos from
+    the start: ``promo_prior_breaks = 0``.)"""
     b = Broadcast(4).program(150).brk([15, 10, 20], promo_at=1).program(150).brk([20, 30]).program(120)
     t, rows = b.arrays
-    machine = FusionDecision()
+    machine = FusionDecision(FusionConfig(promo_prior_breaks=0.0))
     transitions = [s.transition for s in (machine.update(float(t[i]), {k: float(v[i]) for k, v in rows.items()})
                                           for i in range(len(t))) if s.transition is not None]
     assert machine.calibration.promos_seen()
@@ -193,7 +195,7 @@ def test_live_a_device_learns_that_its_channel_airs_promos_and_holds_later_ends(
     assert first.decided_t - first.boundary_t < 3.0  # before it knew: the promo ended the break at once
     assert last.decided_t - last.boundary_t >= 16.0 - 1e-6  # after: the end waits for the show to last
     assert abs(last.boundary_t - b.truth[-2].end) < 1.0  # and is back-dated to where the show came back
-    off, m_off, _ = online(b, FusionConfig(promo_hold_s=0.0))
+    off, m_off, _ = online(b, FusionConfig(promo_hold_s=0.0))  # the hold off: no prior hold either
     assert all(tr.decided_t - tr.boundary_t < 3.0 for tr in _ends(off)), m_off
 
 
@@ -211,7 +213,7 @@ def test_live_a_promo_closing_a_break_is_found_on_the_second_look():
     break again ``promo_check_s`` later, with its end no longer pinned, puts the end after the promo: learned."""
     b = Broadcast(8).program(150).brk([15, 30, 20], promo_at=2).program(150)
     t, rows = b.arrays
-    machine = FusionDecision()
+    machine = FusionDecision(FusionConfig(promo_prior_breaks=0.0))
     for i in range(len(t)):
         machine.update(float(t[i]), {k: float(v[i]) for k, v in rows.items()})
     assert machine.calibration.breaks == 1.0
@@ -219,10 +221,65 @@ def test_live_a_promo_closing_a_break_is_found_on_the_second_look():
     # the same break without the promo: checked, and no promo learned
     plain = Broadcast(8).program(150).brk([15, 30, 20]).program(150)
     t, rows = plain.arrays
-    clean = FusionDecision()
+    clean = FusionDecision(FusionConfig(promo_prior_breaks=0.0))
     for i in range(len(t)):
         clean.update(float(t[i]), {k: float(v[i]) for k, v in rows.items()})
     assert clean.calibration.breaks == 1.0 and not clean.calibration.promos_seen()
+
+
+def _run(machine: FusionDecision, b: Broadcast) -> list:
+    t, rows = b.arrays
+    steps = (machine.update(float(t[i]), {k: float(v[i]) for k, v in rows.items()}) for i in range(len(t)))
+    return [s.transition for s in steps if s.transition is not None]
+
+
+def test_a_new_device_holds_break_ends_until_it_has_checked_breaks_without_promos():
+    """By default a brand-new device expects promos: its first ``promo_prior_breaks`` (3) breaks end only once the
+    show has lasted ``promo_hold_s``, each boundary back-dated; a channel whose breaks hold none gets the fast unmute
+    from the fourth break on."""
+    b = Broadcast(11)
+    for spots in ([15, 30], [20, 15], [30, 10], [15, 20], [25, 15]):
+        b.program(150).brk(spots)
+    b.program(150)
+    machine = FusionDecision()
+    ends = _ends(_run(machine, b))
+    assert len(ends) == 5
+    assert all(tr.decided_t - tr.boundary_t >= 16.0 - 1e-6 for tr in ends[:3]), ends
+    assert all(tr.decided_t - tr.boundary_t < 3.0 for tr in ends[3:]), ends
+    truth_ends = [s.end for s in b.truth if s.label == "ad"]
+    assert all(abs(tr.boundary_t - e) < 1.0 for tr, e in zip(ends, truth_ends, strict=True))
+    assert machine.calibration.breaks == 5.0 and not machine.calibration.promos_seen()
+
+
+def test_a_new_device_keeps_a_promo_closing_a_break_muted_and_learns_the_channel_airs_them():
+    """The hold a new device starts with keeps a promo that closes its first break muted (live, without it the promo
+    was the show's return); the held break then holds a logo block of promo length: the channel airs promos, and the
+    hold stays past the first breaks. (Promos run 5-15 s; a longer one outlasts the 16-s hold.)"""
+    b = Broadcast(8).program(150).brk([15, 30, 12], promo_at=2).program(150)
+    for spots in ([20, 15], [30, 10], [15, 20]):
+        b.brk(spots).program(150)
+    transitions, m, _ = online(b)
+    assert m["ad_missed_s"] <= 1.0 and m["flaps"] == 0, m
+    _, m_fast, _ = online(b, FusionConfig(promo_prior_breaks=0.0))
+    assert m_fast["ad_missed_s"] >= 11.0, m_fast  # a device that does not expect promos shows the first one
+    machine = FusionDecision()
+    ends = _ends(_run(machine, b))
+    assert machine.calibration.promos_seen()
+    assert all(tr.decided_t - tr.boundary_t >= 16.0 - 1e-6 for tr in ends), ends
+
+
+def test_a_break_seen_before_the_logo_was_learned_is_not_counted_as_checked():
+    """Without a learned logo a break cannot show that it held no promo: it does not count towards the breaks a new
+    device checks before it drops its hold."""
+    b = Broadcast(12)
+    for spots in ([15, 30], [20, 15], [30, 10], [15, 20]):
+        b.program(150).brk(spots)
+    b.program(150)
+    b.rows["logo"] = [math.nan] * len(b.times)  # no logo learned all along
+    machine = FusionDecision()
+    ends = _ends(_run(machine, b))
+    assert len(ends) == 4 and machine.calibration.breaks == 0.0
+    assert all(tr.decided_t - tr.boundary_t >= 16.0 - 1e-6 for tr in ends), ends
 
 
 def test_the_learned_promo_count_fades_and_survives_a_restart(tmp_path):
@@ -282,13 +339,18 @@ def test_calibration_learns_a_useless_cue_is_useless():
 
 # -- live ---------------------------------------------------------------------------------------------------------
 def test_online_decides_with_little_lag_and_no_flaps():
-    transitions, m, fused = online(standard())
+    """A device that knows its channel airs no promos (here: one that does not assume them) decides every change
+    within about a second; a new device at the defaults decides the same boundaries, its unmutes held for promos."""
+    transitions, m, fused = online(standard(), FusionConfig(promo_prior_breaks=0.0))
     assert m["accuracy"] >= 0.998 and m["flaps"] == 0
     lags = [tr.decided_t - tr.boundary_t for tr in transitions]
     assert len(transitions) == 6 and float(np.median(lags)) <= 1.5
     assert all(0.0 <= f <= 1.0 for f in fused)
     # a channel without promos learns no end hold: every unmute stays fast
     assert all(tr.decided_t - tr.boundary_t < 3.0 for tr in _ends(transitions))
+    new, m_new, _ = online(standard())
+    assert m_new == m and [tr.boundary_t for tr in new] == [tr.boundary_t for tr in transitions]
+    assert all(tr.decided_t - tr.boundary_t >= 16.0 - 1e-6 for tr in _ends(new))
 
 
 def test_online_survives_noisy_logo_frames():
