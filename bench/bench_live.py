@@ -9,7 +9,9 @@ A device on a TV runs for days; its first minutes, before it has learned the cha
 first watches another `heldout` broadcast of ``--first-minutes`` (read as fast as it decodes, against a broker of its
 own) with the state folder it then keeps: the measured replay is a restart of a device that knows its channel (the
 learned logo, the ad memory and the fusion's histograms are kept across restarts). ``--first-minutes 0`` measures a
-brand-new device instead (the warm-up margin of its first 5 minutes included).
+brand-new device instead (the warm-up margin of its first 5 minutes included, and its held unmutes: a new device
+assumes its channel airs promos until it has checked 3 breaks without one, about 15 minutes of the built broadcasts,
+`docs/decision.md`). 30 minutes of first watching cover that with room.
 
 The true wall time of a boundary: the agent releases stream time t at wall time ``origin + t / speed``; ``origin``
 is read from each event (``decided_ts - decided_stream_t / speed``), the replay clock the agent itself uses.
@@ -17,7 +19,7 @@ Latency = command arrival at the subscriber - true wall time of the boundary. Th
 decision's own delay in stream time (the evidence the decoder waits for), and the rest (processing, MQTT, server,
 rule).
 
-Usage: python bench/bench_live.py [--devices 4] [--minutes 6] [--first-minutes 10] [--speed 1] [--with-model]
+Usage: python bench/bench_live.py [--devices 4] [--minutes 6] [--first-minutes 30] [--speed 1] [--with-model]
        [--train-minutes 10] [--profile quick|full]
 """
 
@@ -52,7 +54,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=4)
     ap.add_argument("--minutes", type=float, default=6.0)
     ap.add_argument("--speed", type=float, default=1.0)
-    ap.add_argument("--first-minutes", type=float, default=10.0,
+    ap.add_argument("--first-minutes", type=float, default=30.0,
                     help="what each device watched before (another held-out broadcast); 0: a brand-new device")
     ap.add_argument("--with-model", action="store_true", help="add a head trained on a train-pool broadcast")
     ap.add_argument("--train-minutes", type=float, default=10.0, help="with --with-model: its training broadcast")
