@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
 from server.app import create_app
-from tests.mqtt_support import mosquitto, wait_for  # noqa: F401 - fixture
+from tests.mqtt_support import MqttClient, mosquitto, wait_for  # noqa: F401 - fixture
 from tests.server_support import SignedIn, error_of, make_settings
 
 pytestmark = pytest.mark.usefixtures("db_engine")
@@ -32,41 +30,9 @@ SERVER_STATUS = "adbreak/_server/status"
 MUTE = f"adbreak/{DEVICE}/mute/set"
 
 
-class Client:
-    """A plain paho client: publishes like an edge agent or Home Assistant, or collects what it subscribed to."""
-
-    def __init__(self, broker, name: str, *topics: str) -> None:
-        self.messages: list[tuple[str, str, bool]] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        if topics:
-            self.client.subscribe([(t, 1) for t in topics])
-            assert self._subscribed.wait(5)
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, msg.payload.decode(), bool(msg.retain)))
-
-    def on(self, topic: str) -> list[tuple[str, bool]]:
-        with self._lock:
-            return [(payload, retained) for t, payload, retained in self.messages if t == topic]
-
-    def publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def retained(broker, topic: str) -> str | None:
     """What the broker keeps on ``topic``, as a subscriber connecting now gets it (None: nothing kept)."""
-    c = Client(broker, f"look-{time.monotonic_ns()}", topic)
+    c = MqttClient(broker, "look", topic)
     try:
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
@@ -102,8 +68,8 @@ def test_discovery_switch_and_retained_command(settings, mosquitto, caplog):  # 
     app = start(settings)
     rt = app.extensions["adbreak"]
     api = SignedIn(app)
-    edge = Client(mosquitto, "edge")
-    watch = Client(mosquitto, "watch", CONFIG, MUTE, SWITCH_STATE)
+    edge = MqttClient(mosquitto, "edge")
+    watch = MqttClient(mosquitto, "watch", CONFIG, MUTE, SWITCH_STATE)
     try:
         assert retained(mosquitto, SERVER_STATUS) == "online"
 
@@ -131,7 +97,7 @@ def test_discovery_switch_and_retained_command(settings, mosquitto, caplog):  # 
         assert [json.loads(p)["dev"].get("sw") for p, _r in watch.on(CONFIG)] == [None, "m1"]
 
         # Home Assistant (re)starts: its birth makes the server publish again
-        ha = Client(mosquitto, "home-assistant")
+        ha = MqttClient(mosquitto, "home-assistant")
         ha.publish("homeassistant/status", "online")
         wait_for(lambda: len(watch.on(CONFIG)) == 3, what="the config published again after HA's birth")
         ha.publish("homeassistant/status", "offline")

@@ -10,11 +10,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
-from tests.mqtt_support import mosquitto  # noqa: F401 - fixture
+from adbreak.wire import Topics
+from tests.mqtt_support import MqttClient, mosquitto  # noqa: F401 - fixture
 from tests.server_support import SignedIn, error_of, make_app
 from tests.support import wait_for
 
@@ -30,57 +29,6 @@ def rule_body(name: str = "lights", trigger: str = "ad_start", actions: list | N
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-class Paho:
-    """A plain paho client: publishes like an edge agent, or collects what it subscribed to (with arrival times)."""
-
-    def __init__(self, broker, name: str) -> None:
-        self.messages: list[tuple[float, str, str, int, bool]] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self._lock:
-            self.messages.append((time.monotonic(), msg.topic, msg.payload.decode(), msg.qos, bool(msg.retain)))
-
-    def subscribe(self, topic: str) -> Paho:
-        self._subscribed.clear()
-        self.client.subscribe(topic, qos=2)
-        assert self._subscribed.wait(5)
-        return self
-
-    def received(self) -> list[tuple[str, str, int, bool]]:
-        with self._lock:
-            return [m[1:] for m in self.messages]
-
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
-
-    def announce(self, device: str) -> None:
-        """What an edge agent does on connecting: retained ``online`` and its retained state."""
-        self.publish(TOPICS.available(device), "online", retain=True)
-        now = time.time()
-        self.publish(TOPICS.state(device), StatePayload(device=device, label="program", since_ts=now - 60,
-                                                        since_stream_t=0.0, confidence=0.8, model_version="m1",
-                                                        ts=now).to_bytes(), retain=True)
-
-    def event(self, device: str, seq: int, kind: str, *, retain: bool = False) -> EventPayload:
-        now = time.time()
-        ev = EventPayload(device=device, event_id=new_event_id(), seq=seq, type=EventType(kind), boundary_ts=now - 1,
-                          decided_ts=now, boundary_stream_t=seq * 10.0, decided_stream_t=seq * 10.0 + 1,
-                          confidence=0.93, model_version="m1")
-        self.publish(TOPICS.event(device), ev.to_bytes(), retain=retain)
-        return ev
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 class Webhooks:
     """A real HTTP server on a free port of 127.0.0.1 that records every request; ``/slow`` answers after 3 s,
     ``/fail`` with 500."""
@@ -142,7 +90,7 @@ def live(tmp_path, mosquitto):  # noqa: F811
 
 @pytest.fixture
 def edge(mosquitto):  # noqa: F811
-    c = Paho(mosquitto, "test-edge")
+    c = MqttClient(mosquitto, "test-edge")
     yield c
     c.close()
 
@@ -150,7 +98,7 @@ def edge(mosquitto):  # noqa: F811
 @pytest.fixture
 def home(mosquitto):  # noqa: F811
     """A subscriber on everything under home/ (what the rules publish)."""
-    c = Paho(mosquitto, "test-home").subscribe("home/#")
+    c = MqttClient(mosquitto, "test-home").subscribe("home/#")
     yield c
     c.close()
 

@@ -4,61 +4,25 @@
 (``db_engine``: SQLite, then PostgreSQL), connected to a private Mosquitto shared by the session, with the test admin
 signed in over HTTP (``requests``). Tests share it, so each works on devices of its own (:meth:`LiveServer.device`)
 and removes what it adds that others could meet (rules, users). Publishing as an edge agent or Home Assistant goes
-through :attr:`LiveServer.mqtt`, one connected paho client.
+through :attr:`LiveServer.mqtt`, one connected paho client (``tests/mqtt_support.py``: ``MqttClient``).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 import requests
 
-from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
+from adbreak.wire import EventPayload, Topics
+from tests.mqtt_support import MqttClient
 from tests.server_support import ServerProcess, http_session
 from tests.support import missing_service, wait_for
 
 TOPICS = Topics()
-
-
-class Mqtt:
-    """One connected paho client: publishes (QoS 1, waiting for the broker's ack) and records what it subscribed to."""
-
-    def __init__(self, host: str, port: int, name: str) -> None:
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:8]}")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.connect(host, port)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
-
-    def subscribe(self, topic: str) -> Mqtt:
-        self._subscribed.clear()
-        self.client.subscribe(topic, qos=1)
-        assert self._subscribed.wait(5), f"no SUBACK for {topic}"
-        return self
-
-    def on(self, topic: str) -> list[tuple[str, bool]]:
-        with self._lock:
-            return [(p.decode(), r) for t, p, r in self.messages if t == topic]
-
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class LiveServer:
@@ -69,7 +33,7 @@ class LiveServer:
         self.base = srv.base
         self.broker = broker
         self.admin = http_session(srv.base)
-        self.mqtt = Mqtt(broker.host, broker.port, "live-edge")
+        self.mqtt = MqttClient(broker, "live-edge")
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -90,21 +54,14 @@ class LiveServer:
     # ------------------------------------------------------------------------------------------------ as an edge
     def announce(self, device: str, *, label: str = "program", since: float | None = None,
                  model: str = "m1", confidence: float = 0.9) -> None:
-        now = time.time()
-        self.mqtt.publish(TOPICS.available(device), "online", retain=True)
-        self.mqtt.publish(TOPICS.state(device), StatePayload(
-            device=device, label=label, since_ts=since if since is not None else now - 3600, since_stream_t=0.0,
-            confidence=confidence, model_version=model, ts=now).to_bytes(), retain=True)
+        self.mqtt.announce(device, label, since if since is not None else time.time() - 3600, model=model,
+                           confidence=confidence)
 
     def event(self, device: str, seq: int, kind: str, boundary: float, *, decided: float | None = None,
               confidence: float = 0.9) -> EventPayload:
         """An event as the edge sends it, decided now (live, not late) unless ``decided`` says otherwise."""
-        decided = decided if decided is not None else time.time()
-        ev = EventPayload(device=device, event_id=new_event_id(), seq=seq, type=EventType(kind), boundary_ts=boundary,
-                          decided_ts=decided, boundary_stream_t=float(seq), decided_stream_t=float(seq) + 1.0,
-                          confidence=confidence, model_version="m1")
-        self.mqtt.publish(TOPICS.event(device), ev.to_bytes())
-        return ev
+        return self.mqtt.event(device, seq, kind, boundary, decided=decided if decided is not None else time.time(),
+                               confidence=confidence)
 
     def breaks(self, device: str, spans: list[tuple[float, float]]) -> None:
         """Announce ``device`` (program for an hour) and send its breaks ``(start, end)`` as ad_start/ad_end events;

@@ -35,6 +35,7 @@ from adbreak.wire import (
 )
 from server.device_settings import BUILTIN_DEFAULTS
 from tests.export_support import jpeg, solid
+from tests.mqtt_support import MqttClient
 from tests.server_support import ADMIN, http_session
 from tests.support import wait_for
 
@@ -361,7 +362,7 @@ class Hooks:
 def test_a_user_rule_fires_on_a_real_ad_start_over_mqtt_and_a_webhook(live_server):
     live = live_server
     dev = live.device("rules")
-    home = type(live.mqtt)(live.broker.host, live.broker.port, "rules-home").subscribe(f"home/{dev}/#")
+    home = MqttClient(live.broker, "rules-home").subscribe(f"home/{dev}/#")
     hooks = Hooks()
     made = []
     try:
@@ -411,7 +412,7 @@ def test_a_user_rule_fires_on_a_real_ad_start_over_mqtt_and_a_webhook(live_serve
 
 # ---------------------------------------------------------------------------------------------------- Home Assistant
 def _retained(live, topic: str) -> str | None:
-    look = type(live.mqtt)(live.broker.host, live.broker.port, "look").subscribe(topic)
+    look = MqttClient(live.broker, "look").subscribe(topic)
     try:
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
@@ -456,7 +457,7 @@ def test_home_assistant_discovery_and_the_auto_mute_switch(live_server):
 def test_keyframes_are_served_and_settings_go_to_the_device_and_back(live_server):
     live = live_server
     dev = live.device("media")
-    commands = type(live.mqtt)(live.broker.host, live.broker.port, "settings").subscribe(TOPICS.settings_set(dev))
+    commands = MqttClient(live.broker, "settings").subscribe(TOPICS.settings_set(dev))
     try:
         live.announce(dev)
         wait_for(lambda: live.get(f"/api/v1/devices/{dev}").status_code == 200, what=f"{dev} announced")
@@ -475,7 +476,7 @@ def test_keyframes_are_served_and_settings_go_to_the_device_and_back(live_server
         r = live.admin.put(live.url(f"/api/v1/devices/{dev}/settings"), json={"min_ad_s": 6}, timeout=10)
         assert r.status_code == 200 and r.json()["pending"] is True, r.text
         wait_for(lambda: commands.on(TOPICS.settings_set(dev)), what="settings/set published")
-        assert parse_settings_set(commands.messages[0][1], dev).min_ad_s == 6.0
+        assert parse_settings_set(commands.messages[0].payload, dev).min_ad_s == 6.0
         # the edge applies them and reports its retained settings/state: no longer pending
         state = SettingsStatePayload(device=dev, settings=DecisionSettings(**{**BUILTIN_DEFAULTS, "min_ad_s": 6.0}),
                                      defaults=DecisionSettings(**BUILTIN_DEFAULTS), overrides={"min_ad_s": 6.0},

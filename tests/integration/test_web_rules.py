@@ -7,15 +7,13 @@ appear live in the audit log. Screenshots go to ``out/test-artifacts/rules-*.png
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
+from adbreak.wire import EventPayload, EventType, Topics
 from tests.db_support import sqlite_url
-from tests.mqtt_support import find_free_port, mosquitto  # noqa: F401 - fixture
+from tests.mqtt_support import MqttClient, find_free_port, mosquitto  # noqa: F401 - fixture
 from tests.server_support import ServerProcess, http_session
 from tests.support import ROOT
 from tests.web_support import build_dashboard, launch_chromium, require_chromium, sign_in, wait_until
@@ -34,56 +32,14 @@ def server(tmp_path, mosquitto):  # noqa: F811
         yield srv.base, mosquitto
 
 
-class Mqtt:
-    """A plain paho client: an edge agent's publisher, or a subscriber collecting what arrives."""
-
-    def __init__(self, broker, name: str) -> None:
-        self.messages: list[tuple[str, str, int, bool]] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, msg.payload.decode(), msg.qos, bool(msg.retain)))
-
-    def received(self) -> list[tuple[str, str, int, bool]]:
-        with self._lock:
-            return list(self.messages)
-
-    def subscribe(self, topic: str) -> Mqtt:
-        self.client.subscribe(topic, qos=2)
-        assert self._subscribed.wait(5)
-        return self
-
-    def publish(self, topic: str, payload, *, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def announce(edge: Mqtt) -> None:
+def announce(edge: MqttClient) -> None:
     """What an edge agent publishes on connecting: retained availability ``online`` and its retained state."""
-    now = time.time()
-    edge.publish(TOPICS.available(DEVICE), "online", retain=True)
-    edge.publish(TOPICS.state(DEVICE), StatePayload(device=DEVICE, label="program", since_ts=now - 600,
-                                                    since_stream_t=0.0, confidence=0.8, model_version="demo-1",
-                                                    ts=now).to_bytes(), retain=True)
+    edge.announce(DEVICE, since=time.time() - 600, model="demo-1")
 
 
-def event(edge: Mqtt, seq: int, kind: EventType, confidence: float = 0.93) -> EventPayload:
+def event(edge: MqttClient, seq: int, kind: EventType, confidence: float = 0.93) -> EventPayload:
     now = time.time()
-    ev = EventPayload(device=DEVICE, event_id=new_event_id(), seq=seq, type=kind, boundary_ts=now - 1.5,
-                      decided_ts=now, boundary_stream_t=100.0 * seq, decided_stream_t=100.0 * seq + 1.5,
-                      confidence=confidence, model_version="demo-1")
-    edge.publish(TOPICS.event(DEVICE), ev.to_bytes())
-    return ev
+    return edge.event(DEVICE, seq, kind, now - 1.5, decided=now, confidence=confidence, model="demo-1")
 
 
 def shot(page, tmp_path, name: str) -> None:
@@ -97,8 +53,8 @@ def test_create_a_rule_in_the_ui_and_see_it_fire(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     base, broker = server
-    edge = Mqtt(broker, "rules-edge")
-    home = Mqtt(broker, "rules-home").subscribe("home/#")
+    edge = MqttClient(broker, "rules-edge")
+    home = MqttClient(broker, "rules-home").subscribe("home/#")
     api = http_session(base)
     try:
         announce(edge)
