@@ -155,7 +155,7 @@ class ServerProcess:
                     pass
                 assert time.monotonic() < deadline, \
                     "server did not start: " + (self.tmp_path / "server.log").read_text()
-                time.sleep(0.2)
+                time.sleep(0.05)
         except BaseException:
             self.__exit__(None, None, None)  # a server that did not come up is not left running
             raise

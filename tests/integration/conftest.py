@@ -102,8 +102,9 @@ def shared_broker(tmp_path_factory) -> Iterator:
 def live_server(db_engine, shared_broker, tmp_path_factory) -> Iterator[LiveServer]:
     """One real ``adbreak server`` per engine and session (see the module's docstring)."""
     tmp: Path = tmp_path_factory.mktemp(f"live-server-{db_engine}")
+    client_id = f"adbreak-live-{db_engine}-{uuid.uuid4().hex[:6]}"
     env = {"ADBREAK_SERVER_LOGIN_RATE_LIMIT": "10000 per minute",  # many tests sign in; the limit: tests/api
-           "ADBREAK_SERVER_MQTT_CLIENT_ID": f"adbreak-live-{db_engine}-{uuid.uuid4().hex[:6]}"}
+           "ADBREAK_SERVER_MQTT_CLIENT_ID": client_id}
     with ServerProcess(tmp, (shared_broker.host, shared_broker.port), env=env) as srv:
         live = LiveServer(srv, shared_broker)
         try:
@@ -113,3 +114,6 @@ def live_server(db_engine, shared_broker, tmp_path_factory) -> Iterator[LiveServ
         assert srv.proc.poll() is None, "the shared server died:\n" + (tmp / "server.log").read_text()[-4000:]
     log = (tmp / "server.log").read_text(errors="replace")
     assert "Traceback" not in log, log[-4000:]
+    # ServerProcess stopped it with SIGTERM: a clean stop, on each engine, saying goodbye to the broker
+    assert srv.proc.returncode == 0 and "stopped" in log, log[-4000:]
+    assert f"Client {client_id} disconnected" in shared_broker.log.read_text(errors="replace")
