@@ -1,10 +1,11 @@
-"""Batched ingest through a real Mosquitto: a flood is stored whole and in order, acknowledgements reach the broker
-after the commit, and what the server had received but not stored when it went away is delivered again."""
+"""Batched ingest of the real ``adbreak server`` process (``tests/server_support.py``: ``ServerProcess``, on an SQLite
+file) through a real Mosquitto: a flood is stored whole and in order; acknowledgements reach the broker after the
+commit, so a restarted server gets nothing again that was stored, and again what a killed server had received but
+not stored."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -12,13 +13,12 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from werkzeug.serving import make_server
+import requests
 
 from adbreak.wire import EventPayload, EventType, Topics, new_event_id
 from server import db
-from server.app import create_app
-from server.settings import ServerSettings
-from tests.mqtt_support import Mosquitto, find_free_port, wait_for
+from tests.mqtt_support import Mosquitto, MqttClient, wait_for
+from tests.server_support import ServerProcess
 
 TOPICS = Topics()
 
@@ -36,27 +36,14 @@ def roomy_broker(tmp_path_factory) -> Iterator[tuple[str, int]]:
         broker.stop()
 
 
-class Server:
-    """``create_app`` behind a real threaded HTTP server, like ``adbreak server``."""
+def counters(srv: ServerProcess) -> dict:
+    """The server's counters (``GET /api/v1/health``)."""
+    return requests.get(f"{srv.base}/api/v1/health", timeout=5).json()["counters"]
 
-    def __init__(self, db_url: str, broker: tuple[str, int], **extra) -> None:
-        self.settings = ServerSettings(database_url=db_url, mqtt_host=broker[0], mqtt_port=broker[1],
-                                       host="127.0.0.1", port=find_free_port(),
-                                       web_dir=Path("/nonexistent/web/dist"), **extra)
-        self.app, _ = create_app(self.settings)
-        self.runtime = self.app.extensions["adbreak"]
-        self.http = make_server("127.0.0.1", self.settings.port, self.app, threaded=True)
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
-        assert self.runtime.bridge.wait_connected(10), "server did not connect to the broker"
 
-    def counters(self) -> dict:
-        return self.runtime.store.counters.snapshot()
-
-    def stop(self) -> None:
-        self.http.shutdown()
-        self.thread.join(5)
-        self.runtime.stop()
+def known(session: requests.Session, srv: ServerProcess) -> set[str]:
+    """The devices the server knows (``GET /api/v1/devices``)."""
+    return {d["name"] for d in session.get(f"{srv.base}/api/v1/devices", timeout=5).json()["devices"]}
 
 
 class Publisher:
@@ -88,32 +75,12 @@ class Publisher:
         self.client.loop_stop()
 
 
-class Collector:
-    """What a TV-side actuator receives on the mute topics."""
-
-    def __init__(self, broker: tuple[str, int]) -> None:
-        self.lock = threading.Lock()
-        self.commands: dict[str, list[str]] = defaultdict(list)
-        subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="flood-actuator")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect(*broker)
-        self.client.loop_start()
-        self.client.subscribe("adbreak/+/mute/set", qos=1)
-        assert subscribed.wait(5)
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self.lock:
-            self.commands[msg.topic.split("/")[1]].append(msg.payload.decode())
-
-    def count(self) -> int:
-        with self.lock:
-            return sum(len(v) for v in self.commands.values())
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def commands(tv: MqttClient) -> dict[str, list[str]]:
+    """The mute commands a TV-side actuator received, by device."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for m in list(tv.messages):
+        out[m.topic.split("/")[1]].append(m.payload)
+    return out
 
 
 def new_db(tmp_path: Path, name: str) -> tuple[str, Path]:
@@ -130,90 +97,96 @@ def rows(path: Path, sql: str, *args) -> list[tuple]:
 # ---------------------------------------------------------------------------------------------------- tests
 def test_a_flood_of_5000_events_is_stored_whole_and_in_order(tmp_path, roomy_broker):
     url, path = new_db(tmp_path, "flood.db")
-    server = Server(url, roomy_broker)
     edge = Publisher(roomy_broker, "flood-edge")
-    tv = Collector(roomy_broker)
+    tv = MqttClient(roomy_broker, "flood-actuator", "adbreak/+/mute/set")
     devices = [f"sim{i:02d}" for i in range(20)]
     n = 5000
     try:
-        for dev in devices:
-            edge.online(dev)
-        wait_for(lambda: len(server.runtime.store.devices()) == 20, what="20 devices announced")
-        sent = [edge.event(devices[i % 20]) for i in range(n)]
-        for _, info in sent:
-            info.wait_for_publish(60)
-        wait_for(lambda: server.counters()["events_ingested"] == n, timeout=120, interval=0.1,
-                 what=f"{n} events ingested")
-        wait_for(lambda: tv.count() == n, timeout=60, interval=0.1, what=f"{n} mute commands")
-        counters = server.counters()
+        with ServerProcess(tmp_path, roomy_broker, db=url) as server:
+            session = server.session()
+            for dev in devices:
+                edge.online(dev)
+            wait_for(lambda: len(known(session, server)) == 20, what="20 devices announced")
+            sent = [edge.event(devices[i % 20]) for i in range(n)]
+            for _, info in sent:
+                info.wait_for_publish(60)
+            wait_for(lambda: counters(server)["events_ingested"] == n, timeout=120, interval=0.1,
+                     what=f"{n} events ingested")
+            wait_for(lambda: len(tv.messages) == n, timeout=60, interval=0.1, what=f"{n} mute commands")
+            counted = counters(server)
     finally:
         tv.close()
         edge.close()
-        server.stop()
 
     stored = [r[0] for r in rows(path, "SELECT event_id FROM events")]
     assert len(stored) == n and set(stored) == {eid for eid, _ in sent}
-    assert sum(counters["rejected"].values()) == 0 and counters["rule_firings"] == n
+    assert sum(counted["rejected"].values()) == 0 and counted["rule_firings"] == n
     assert rows(path, "SELECT count(*) FROM rule_firings") == [(n,)]
+    by_device = commands(tv)
     for dev in devices:
         seqs = [r[0] for r in rows(path, "SELECT e.seq FROM events e JOIN devices d ON d.id = e.device_id "
                                          "WHERE d.name = ? ORDER BY e.id", dev)]
         assert seqs == list(range(1, n // 20 + 1))  # applied in order
         assert rows(path, "SELECT count(*), sum(s.status = 'open') FROM segments s JOIN devices d "
                           "ON d.id = s.device_id WHERE d.name = ?", dev) == [(n // 20, 1)]
-        assert tv.commands[dev] == ["ON", "OFF"] * (n // 40)  # every command, in order
+        assert by_device[dev] == ["ON", "OFF"] * (n // 40)  # every command, in order
     assert rows(path, "SELECT count(*) FROM devices WHERE muted") == [(0,)]
 
 
-def test_acknowledged_after_the_commit_so_a_restart_gets_nothing_again(tmp_path, roomy_broker):
+def test_a_restart_gets_again_what_was_not_stored_and_nothing_that_was(tmp_path, roomy_broker):
+    """Acknowledgements reach the broker after the commit, and the servers share one persistent session (one client
+    id). Stopped cleanly after 300 events, the next server gets only what came after, nothing twice. Killed (SIGKILL)
+    with messages received but not stored (this test holds the database's write lock, so the server's writer waits
+    for it, up to its busy timeout), it acknowledged none of them: the next server gets them again and stores each
+    once, in order."""
     url, path = new_db(tmp_path, "acks.db")
     edge = Publisher(roomy_broker, "acks-edge")
-    server = Server(url, roomy_broker, mqtt_client_id="acks-server")
+    env = {"ADBREAK_SERVER_MQTT_CLIENT_ID": "acks-server"}
     try:
-        edge.online("tv1")
-        wait_for(lambda: server.runtime.store.device("tv1"), what="tv1 announced")
-        for _ in range(300):  # far more than the broker lets wait unacknowledged (20)
+        with ServerProcess(tmp_path, roomy_broker, env=env, db=url) as server:
+            session = server.session()
+            edge.online("tv1")
+            wait_for(lambda: "tv1" in known(session, server), what="tv1 announced")
+            for _ in range(300):  # far more than the broker lets wait unacknowledged (20)
+                edge.event("tv1")[1].wait_for_publish(10)
+            wait_for(lambda: counters(server)["events_ingested"] == 300, timeout=60, what="300 events")
+
+        # the same persistent session: the broker sends what it holds for it first, and the server applies messages
+        # in the order they arrive, so once the next event is in, anything delivered again would be counted
+        with ServerProcess(tmp_path, roomy_broker, env=env, db=url) as server:
             edge.event("tv1")[1].wait_for_publish(10)
-        wait_for(lambda: server.counters()["events_ingested"] == 300, timeout=60, what="300 events")
-    finally:
-        server.stop()
-    server = Server(url, roomy_broker, mqtt_client_id="acks-server")  # the same persistent session
-    try:
-        edge.event("tv1")[1].wait_for_publish(10)
-        wait_for(lambda: server.counters()["events_ingested"] == 1, timeout=30, what="the next event")
-        time.sleep(0.5)
-        assert server.counters()["rejected"]["duplicate"] == 0  # nothing was delivered twice
-    finally:
-        server.stop()
-        edge.close()
-    assert rows(path, "SELECT count(*), max(seq) FROM events") == [(301, 301)]
+            wait_for(lambda: counters(server)["events_ingested"] == 1, timeout=30, what="the next event")
+            before = counters(server)
+            assert before["rejected"]["duplicate"] == 0  # nothing was delivered twice
+            assert rows(path, "SELECT count(*), max(seq) FROM events") == [(301, 301)]
 
+            writer = sqlite3.connect(path, isolation_level=None, timeout=10)
+            try:
+                writer.execute("BEGIN IMMEDIATE")  # the write lock: the server's next transaction waits for it
+                began = time.monotonic()
+                ids = []
+                for _ in range(5):
+                    eid, info = edge.event("tv1")
+                    info.wait_for_publish(10)
+                    ids.append(eid)
+                seen = wait_for(lambda: (c := counters(server))["received"] == before["received"] + 5 and c,
+                                what="5 more messages received")
+                server.proc.kill()  # gone before the batch committed: nothing was acknowledged
+                server.proc.wait(5)
+                waited = time.monotonic() - began
+            finally:
+                writer.rollback()
+                writer.close()
+        assert seen["events_ingested"] == 1 and seen["rejected"] == before["rejected"]
+        # the server's writer gives up on the lock after the busy timeout; killed before, it acknowledged nothing
+        assert waited < db.BUSY_TIMEOUT_MS / 1000, f"killed {waited:.1f} s after the first message: too late"
 
-def test_what_was_received_but_not_stored_is_delivered_again(tmp_path, roomy_broker):
-    """The server goes away with messages in its queue: they were never acknowledged, so the broker delivers them
-    to the next server of the session (here on another database, standing in for a lost transaction)."""
-    url_a, path_a = new_db(tmp_path, "a.db")
-    url_b, path_b = new_db(tmp_path, "b.db")
-    edge = Publisher(roomy_broker, "crash-edge")
-    first = Server(url_a, roomy_broker, mqtt_client_id="crash-server")
-    gate = threading.Event()
-    try:
-        first.runtime.ingest.call(lambda batch: gate.wait(30))  # the worker is busy: messages wait in its queue
-        edge.online("tv1")
-        ids = []
-        for _ in range(5):
-            eid, info = edge.event("tv1")
-            info.wait_for_publish(10)
-            ids.append(eid)
-        wait_for(lambda: first.counters()["received"] == 6, what="6 messages received")
-        first.runtime.bridge.stop()  # gone before the batch committed: nothing was acknowledged
+        with ServerProcess(tmp_path, roomy_broker, env=env, db=url) as server:
+            wait_for(lambda: counters(server)["events_ingested"] == 5, timeout=30, what="the 5 events again")
+            edge.event("tv1")[1].wait_for_publish(10)  # behind anything else the broker held for the session
+            wait_for(lambda: counters(server)["events_ingested"] == 6, timeout=30, what="the event after them")
+            assert counters(server)["rejected"]["duplicate"] == 0
     finally:
-        gate.set()
-        first.stop()
-    second = Server(url_b, roomy_broker, mqtt_client_id="crash-server", devices=["tv1"])
-    try:
-        wait_for(lambda: second.counters()["events_ingested"] == 5, timeout=30, what="the 5 events again")
-    finally:
-        second.stop()
         edge.close()
-    assert [r[0] for r in rows(path_b, "SELECT event_id FROM events ORDER BY id")] == ids
+    assert rows(path, "SELECT count(*), max(seq) FROM events") == [(307, 307)]
+    assert [r[0] for r in rows(path, "SELECT event_id FROM events ORDER BY id")][-6:-1] == ids
