@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,9 +17,11 @@ import requests
 
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id
 from server import db
-from tests.db_support import create_pg_database, query
+from tests.db_support import create_pg_database, query, sqlite_url
 from tests.edge_mqtt_support import Mosquitto
+from tests.mqtt_support import find_free_port
 from tests.server_support import ServerProcess
+from tests.support import ROOT
 from tests.web_support import build_dashboard, launch_chromium, require_chromium, sign_in, wait_until
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -159,16 +163,18 @@ def test_two_servers_share_ingestion_database_and_browsers(tmp_path: Path):
         broker.stop()
 
 
-def test_a_server_refuses_a_redis_it_cannot_reach_and_a_bad_share_group(tmp_path: Path, db_engine):
-    from adbreak.errors import AdbreakError
-    from server.settings import load_settings
-    from tests.mqtt_support import find_free_port
-    from tests.server_support import make_app
-
+def test_a_server_refuses_a_redis_it_cannot_reach(tmp_path: Path):
+    """``adbreak server`` as a process, told a Redis that does not answer: it stops before serving, with one line on
+    stderr and exit code 2. The database plays no part (an SQLite file). A bad share group is refused with the other
+    settings (``tests/unit/test_server_settings.py``)."""
+    url = sqlite_url(tmp_path)
+    db.upgrade(url)
     closed = find_free_port()
-    with pytest.raises(AdbreakError) as err:
-        make_app(tmp_path, redis_url=f"redis://127.0.0.1:{closed}/0")
-    assert str(err.value).startswith(f"cannot reach Redis at redis://127.0.0.1:{closed}/0")
-    assert "\n" not in str(err.value)
-    with pytest.raises(AdbreakError, match="mqtt_share_group"):
-        load_settings(mqtt_share_group="a/b")
+    proc = subprocess.run(
+        [sys.executable, "-m", "adbreak", "server", "--db", url, "--mqtt", "127.0.0.1:1", "--host", "127.0.0.1",
+         "--port", str(find_free_port())],
+        cwd=ROOT, env={**os.environ, "ADBREAK_SERVER_REDIS_URL": f"redis://127.0.0.1:{closed}/0"},
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"adbreak server: error: cannot reach Redis at redis://127.0.0.1:{closed}/0")

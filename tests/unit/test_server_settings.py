@@ -77,6 +77,7 @@ def test_mute_topic_template(tmp_path):
         ({"devices": []}, "an empty allowlist would refuse every device"),
         ({"mute_payload_on": ""}, "mute_payload_on: String should have at least 1 character"),
         ({"bogus": 1}, "unknown setting 'bogus'"),
+        ({"mqtt_share_group": "a/b"}, "mqtt_share_group: String should match pattern"),
     ],
 )
 def test_bad_settings_are_one_readable_line(overrides, expected):
