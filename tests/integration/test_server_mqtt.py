@@ -327,8 +327,9 @@ def test_socketio_client_gets_hello_segments_devices_firings_and_telemetry(live)
     edge.online(dev)
     wait_for(lambda: api.get(f"/api/v1/devices/{dev}").get("name") == dev, what=f"{dev} announced")
     got: dict[str, list] = {name: [] for name in ("hello", "segment", "device", "firing", "telemetry")}
-    # HTTP long-polling, Socket.IO's first transport: a websocket client's disconnect waits 3 s for the close frame
-    # its read loop takes (websocket-client); the pushes over websockets: test_server_live.py
+    # HTTP long-polling, Socket.IO's first transport: with websockets the client's disconnect (and the refused
+    # connection) took 3 s each, websocket-client's close waiting that long for a close frame; the pushes over
+    # websockets: test_server_live.py
     refused = socketio.Client()
     with pytest.raises(socketio.exceptions.ConnectionError):  # not signed in: no socket
         refused.connect(api.base, wait_timeout=10, transports=["polling"])
