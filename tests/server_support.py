@@ -8,14 +8,21 @@
 * ``http_session(base_url)``: a ``requests.Session`` signed in to a running server over real HTTP.
 * ``ServerProcess(tmp_path, ...)``: ``adbreak server`` as a real process; the integration tests of
   ``tests/integration/`` share one per engine and session (``tests/integration/conftest.py``: ``live_server``).
+* ``sio_client(**kw)``: a ``socketio.Client`` whose websocket's close waits for the server's close frame, not 3 s
+  (``PromptCloseWebSocket``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
 import requests
+import socketio
+import websocket
 
 from server import db
 from server.app import create_app
@@ -174,3 +181,45 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+
+
+class PromptCloseWebSocket(websocket.WebSocket):
+    """websocket-client's ``WebSocket`` whose ``close()`` ends when the server's close frame has come, whichever
+    thread read it.
+
+    ``WebSocket.close()`` sends a close frame and reads frames itself until the server's close frame, for up to 3 s.
+    Under python-engineio's client the read loop thread is reading the same socket: it takes the server's close
+    frame (the server closes on Engine.IO's close packet, sent just before), so ``close()`` read nothing and waited
+    the full 3 s on every disconnect (measured: 3.0 s each, with the server's close frame there after 1 ms). Here
+    ``close()`` sends its close frame and waits, up to the same 3 s, for the close frame that either thread reads;
+    then it shuts the socket down as ``WebSocket.close()`` does. What goes over the wire is unchanged.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._peer_closed = threading.Event()
+
+    def recv_frame(self):
+        frame = super().recv_frame()
+        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            self._peer_closed.set()
+        return frame
+
+    def close(self, status: int = websocket.STATUS_NORMAL, reason: str | bytes = b"", timeout: float = 3) -> None:
+        if not self.connected:
+            return
+        try:
+            self.send_close(status, reason)
+        except (OSError, websocket.WebSocketException):
+            pass
+        else:
+            self._peer_closed.wait(timeout)
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the read loop if it still waits
+        self.shutdown()
+
+
+def sio_client(**kwargs: Any) -> socketio.Client:
+    """A ``socketio.Client`` (``kwargs`` as its own) whose websocket transport is a :class:`PromptCloseWebSocket`."""
+    return socketio.Client(websocket_extra_options={"class_": PromptCloseWebSocket}, **kwargs)

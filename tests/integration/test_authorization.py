@@ -18,7 +18,7 @@ import pytest
 import requests
 import socketio
 
-from tests.server_support import ADMIN_PASSWORD, ServerProcess, http_session
+from tests.server_support import ADMIN_PASSWORD, ServerProcess, http_session, sio_client
 
 NAMESPACE = "/"
 pytestmark = pytest.mark.usefixtures("db_engine")
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("db_engine")
 # ---------------------------------------------------------------------------------------------------- Socket.IO
 def _connect(base: str, *, auth=None, headers=None) -> tuple[socketio.Client, list]:
     greetings: list = []
-    client = socketio.Client(reconnection=False)
+    client = sio_client(reconnection=False)
     client.on("hello", lambda data: greetings.append(data), namespace=NAMESPACE)
     client.connect(base, auth=auth, headers=headers or {}, transports=["websocket"], wait_timeout=10)
     return client, greetings

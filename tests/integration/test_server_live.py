@@ -36,7 +36,7 @@ from adbreak.wire import (
 from server.device_settings import BUILTIN_DEFAULTS
 from tests.export_support import jpeg, solid
 from tests.mqtt_support import MqttClient
-from tests.server_support import ADMIN, http_session
+from tests.server_support import ADMIN, http_session, sio_client
 from tests.support import wait_for
 
 TOPICS = Topics()
@@ -205,7 +205,7 @@ def test_health_devices_segments_events_and_firings(live_server):
 # ---------------------------------------------------------------------------------------------------- review
 def _sio(live, token: str) -> tuple[socketio.Client, list]:
     got: list = []
-    client = socketio.Client(reconnection=False)
+    client = sio_client(reconnection=False)
     for name in ("segment", "segment_removed", "correction", "device", "firing"):
         client.on(name, lambda data, name=name: got.append((name, data)))
     client.connect(live.base, auth={"token": token}, transports=["websocket"], wait_timeout=10)
