@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -169,14 +170,40 @@ class Recorder:
         self.client.loop_stop()
 
 
-def retained(broker: Mosquitto, topic_filter: str, settle_s: float = 1.0) -> dict[str, Message]:
-    """The retained messages a new subscriber gets on ``topic_filter`` (latest per topic)."""
-    rec = Recorder(broker, topic_filter)
+def retained(broker: Mosquitto, topic_filter: str, timeout: float = 10.0) -> dict[str, Message]:
+    """The retained messages a new subscriber gets on ``topic_filter`` (latest per topic).
+
+    The subscriber subscribes to ``topic_filter`` and to a marker topic of its own in one SUBSCRIBE, then, once
+    acknowledged, publishes to the marker (QoS 1, like the subscription). Mosquitto queues the retained messages to
+    the subscriber while handling the SUBSCRIBE, before the SUBACK and so before the marker's PUBLISH, and delivers a
+    client's queue in order: the marker arriving says every retained message has come (what came with it, not a
+    fixed wait of 1 s as before)."""
+    marker = f"adbreak-test/retained-done/{uuid.uuid4().hex}"
+    got: list[Message] = []
+    subscribed, done = threading.Event(), threading.Event()
+
+    def on_message(client, userdata, msg) -> None:
+        if msg.topic == marker:
+            done.set()
+        elif not done.is_set():
+            got.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, time.time()))
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"kept-{uuid.uuid4().hex[:12]}")
+    client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
+    client.on_message = on_message
+    client.connect(broker.host, broker.port, keepalive=10)
+    client.loop_start()
     try:
-        time.sleep(settle_s)
-        return {m.topic: m for m in rec.messages if m.retain}
+        client.subscribe([(topic_filter, 1), (marker, 1)])
+        if not subscribed.wait(timeout):
+            raise RuntimeError(f"could not subscribe to {topic_filter}")
+        client.publish(marker, b"", qos=1)
+        if not done.wait(timeout):
+            raise RuntimeError(f"the marker after the retained messages of {topic_filter} did not come back")
+        return {m.topic: m for m in got if m.retain}
     finally:
-        rec.close()
+        client.disconnect()
+        client.loop_stop()
 
 
 def publish(broker: Mosquitto, topic: str, payload: str, qos: int = 1, retain: bool = False) -> None:

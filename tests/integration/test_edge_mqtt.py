@@ -10,6 +10,7 @@ import pytest
 from adbreak.wire import EventPayload, EventType, StatePayload, Topics, new_event_id, parse_event, parse_state
 from edge.mqtt import MqttLink
 from tests.edge_mqtt_support import Recorder, free_port, mosquitto, needs_mosquitto, publish, retained
+from tests.support import wait_for
 
 pytestmark = needs_mosquitto
 TOPICS = Topics("adbreak")
@@ -46,6 +47,8 @@ def test_online_on_connect_stopped_on_clean_exit_and_events_are_delivered_first(
     for seq in range(1, 21):
         link.publish_event(event(seq))
     assert link.stop() is True
+    # the broker acknowledged "stopped" to the link; it reaches the subscriber a moment later
+    assert rec.wait_for(lambda ms: any(m.topic == TOPICS.available("tv1") and m.text == "stopped" for m in ms), 10)
     available = rec.on(TOPICS.available("tv1"))
     assert [m.text for m in available] == ["online", "stopped"]
     events = [parse_event(m.payload, "tv1") for m in rec.on(TOPICS.event("tv1"))]
@@ -78,7 +81,9 @@ def test_a_restarted_broker_gets_online_and_the_state_again(broker):
     link.tick()
     time.sleep(0.3)
     assert link.unacknowledged == 0  # the queued event reached the new broker
-    kept = retained(broker, "adbreak/tv1/#")
+    # the refreshed state is not tracked for acknowledgement: what the broker keeps, once it keeps a state
+    kept = wait_for(lambda: (k := retained(broker, "adbreak/tv1/#")) and TOPICS.state("tv1") in k and k,
+                    what="the retained state on the new broker")
     assert kept[TOPICS.available("tv1")].text == "online"
     again = parse_state(kept[TOPICS.state("tv1")].payload, "tv1")
     assert again.label == "program" and again.since_stream_t == 55.0
