@@ -19,6 +19,10 @@ class FusionConfig:
     # -- cut points: where a break or a spot may begin or end -------------------------------------------------------
     separator_threshold: float = 0.5
     """A frame whose ``black`` or ``dip`` is at least this is a separator frame (black, uniform or a dip)."""
+    separator_logo: float = 0.5
+    """A black or dim frame on which the learned logo's presence is at least this is no separator: channels overlay
+    their logo on the show (a dark scene, a fade inside it, seen through a camera) and never on a break's blacks. 0
+    keeps every black frame a separator."""
     max_dip_s: float = 1.5
     """A run of ``dip`` frames longer than this is a darker scene, not a fade between items."""
     dip_depth: float = 0.45
@@ -122,8 +126,9 @@ class FusionConfig:
                 raise ValueError(f"fusion setting {name} must lie in (0, 1], got {getattr(self, name)}")
         if self.min_break_s > self.max_break_s:
             raise ValueError(f"min_break_s ({self.min_break_s}) exceeds max_break_s ({self.max_break_s})")
-        if self.promo_logo > 1:
-            raise ValueError(f"fusion setting promo_logo must be <= 1, got {self.promo_logo!r}")
+        for name in ("promo_logo", "separator_logo"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"fusion setting {name} must be <= 1, got {getattr(self, name)!r}")
         if self.spot_step_s <= 0 or self.spot_min_s > self.spot_max_s:
             raise ValueError("spot_step_s must be > 0 and spot_min_s <= spot_max_s")
         if self.window_s < 2 * self.max_break_s / 3:

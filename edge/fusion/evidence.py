@@ -153,7 +153,11 @@ def cut_points(
     # a scene cut with silence next to it is a join between items (spots without black still fade their sound); a
     # dissolve makes several such frames in a row: together they are one separator, like a run of black frames
     joins = scene & _near(silent, t, cfg.silence_cut_gap_s)
-    sep = _ge(cols["black"], cfg.separator_threshold) | _true_dips(t, cols, cfg) | joins
+    dark = _ge(cols["black"], cfg.separator_threshold) | _true_dips(t, cols, cfg)
+    if cfg.separator_logo > 0:
+        # the channel's logo on a dark frame: the show's own dark moment, not a break's separator
+        dark &= ~_ge(cols["logo"], cfg.separator_logo)
+    sep = dark | joins
     cut = np.zeros(n, bool)
     if n < 2:
         return cut, sep

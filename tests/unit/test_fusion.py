@@ -104,6 +104,16 @@ def test_blocks_split_at_separators_and_measure_spot_lengths():
     assert math.isnan(blocks.features["spot_length"][0])  # open at the recording's start
 
 
+def test_a_dark_frame_with_the_logo_on_is_no_separator():
+    """A dark shot (seen through a camera it reads as black) with the channel's logo on: the show's own moment, not a
+    break's black; with ``separator_logo = 0`` it would split the show."""
+    b = Broadcast().program(100).add("program", 1.6, logo=1.0, black=True).program(100)
+    b.rows["silence"] = [0.0] * len(b.times)  # the show's sound goes on through its dark shot
+    t, rows = b.arrays
+    assert (make_blocks(t, rows, FusionConfig()).features["separator"] == 1).sum() == 0
+    assert (make_blocks(t, rows, FusionConfig(separator_logo=0.0)).features["separator"] == 1).sum() == 1
+
+
 def test_a_scene_cut_without_silence_is_no_cut_point_but_with_silence_it_is():
     b = Broadcast().program(30).program(30)  # a scene cut at 30 s, sound goes on
     t, rows = b.arrays
