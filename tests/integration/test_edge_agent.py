@@ -27,9 +27,11 @@ pytestmark = [pytest.mark.slow, needs_mosquitto]
 
 SPEED = 4.0
 TOPICS = Topics("adbreak")
-# the built 90 s replay has breaks and shows far shorter than real TV: shorter minimum lengths for both deciders
+# the built 90 s replay has breaks and shows far shorter than real TV: shorter minimum lengths for both deciders, and
+# no hold of a new device's break ends for promos (a 40-s run would end inside the 16-s hold; tested in test_fusion)
 DECISION_ENV = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
-                "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0})}
+                "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0,
+                                                   "promo_prior_breaks": 0})}
 
 
 @pytest.fixture
