@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+# a built replay of a minute or two has breaks and shows far shorter than real TV: shorter minimum lengths for both
+# deciders, and no hold of a new device's break ends for promos (a run of 40-90 s would end inside the 16-s hold; the
+# hold is tested in tests/unit/test_fusion.py and by the live end-to-end and generalisation tests)
+SHORT_REPLAY_ENV = {
+    "ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
+    "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0, "promo_prior_breaks": 0}),
+}
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES_REQUIRED = os.environ.get("ADBREAK_REQUIRE_SERVICES") == "1"

@@ -18,7 +18,7 @@ from tests.db_support import sqlite_url
 from tests.edge_mqtt_support import Recorder, retained, start_edge
 from tests.mqtt_support import mosquitto  # noqa: F401 - fixture
 from tests.server_support import ServerProcess
-from tests.support import wait_for
+from tests.support import SHORT_REPLAY_ENV, wait_for
 
 TOPICS = Topics()
 
@@ -46,8 +46,7 @@ def test_the_edge_sends_keyframes_of_every_segment_and_takes_settings(live_model
 
         state_dir = tmp_path / "edge-state"
         log = tmp_path / "edge.log"
-        decision = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
-                    "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0})}
+        decision = SHORT_REPLAY_ENV
         proc = start_edge("--source", held.video, "--device", "tv1", "--model", model, "--mqtt",
                           f"{mosquitto.host}:{mosquitto.port}", "--speed", "4", "--state-dir", state_dir,
                           env=decision, log=log)

@@ -22,16 +22,13 @@ import pytest
 from adbreak.segments import read_segments
 from adbreak.wire import EventType, Topics, parse_event, parse_state, parse_telemetry
 from tests.edge_mqtt_support import Recorder, mosquitto, needs_mosquitto, publish, retained, start_edge
+from tests.support import SHORT_REPLAY_ENV
 
 pytestmark = [pytest.mark.slow, needs_mosquitto]
 
 SPEED = 4.0
 TOPICS = Topics("adbreak")
-# the built 90 s replay has breaks and shows far shorter than real TV: shorter minimum lengths for both deciders, and
-# no hold of a new device's break ends for promos (a 40-s run would end inside the 16-s hold; tested in test_fusion)
-DECISION_ENV = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
-                "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0,
-                                                   "promo_prior_breaks": 0})}
+DECISION_ENV = SHORT_REPLAY_ENV
 
 
 @pytest.fixture

@@ -26,15 +26,14 @@ from adbreak.wire import Topics
 from tests.db_support import sqlite_url
 from tests.edge_mqtt_support import Mosquitto, Recorder, needs_mosquitto, start_edge
 from tests.server_support import ServerProcess
+from tests.support import SHORT_REPLAY_ENV
 
 pytestmark = [pytest.mark.slow, needs_mosquitto]
 
 DEVICE = "failsafe-tv"
 TOPICS = Topics("adbreak")
 MUTE = f"adbreak/{DEVICE}/mute/set"
-# the built 90 s replay has breaks and shows far shorter than real TV: shorter minimum lengths for both deciders
-DECISION_ENV = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
-                "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0})}
+DECISION_ENV = SHORT_REPLAY_ENV
 UNMUTE_WITHIN_S = 5.0
 
 

@@ -20,7 +20,6 @@ The broadcast (seed 2, 90 s) has breaks at 25.1-36.8 s and 55.2-66.9 s; ``min_pr
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -41,16 +40,14 @@ from tests.db_support import sqlite_url
 from tests.edge_mqtt_support import Recorder, needs_mosquitto, start_edge
 from tests.fault_support import EventWatcher, PersistentMosquitto
 from tests.server_support import ServerProcess
-from tests.support import ROOT
+from tests.support import ROOT, SHORT_REPLAY_ENV
 
 pytestmark = [pytest.mark.slow, needs_mosquitto]
 
 SPEED = 4.0
 DEVICE = "fault-tv"
 TOPICS = Topics("adbreak")
-# the built 90 s replay has breaks and shows far shorter than real TV: shorter minimum lengths for both deciders
-DECISION_ENV = {"ADBREAK_EDGE_DECISION": json.dumps({"min_program_s": 10.0}),
-                "ADBREAK_EDGE_FUSION": json.dumps({"min_program_s": 10.0, "min_break_s": 5.0})}
+DECISION_ENV = SHORT_REPLAY_ENV
 OUTAGE_S = 60.0
 EVENT_LINE = re.compile(r"event (ad_start|ad_end) seq=(\d+) id=([0-9a-f]{32})")
 
