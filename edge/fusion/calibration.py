@@ -150,15 +150,19 @@ class Calibration:
             counts[:] = 0.0
         self._tables = None
 
-    def note_break(self, promo: bool) -> None:
-        """Count one decided break, and whether it held a promo. Only the last ``BREAKS_KEPT`` count (older ones fade
-        in proportion), so a channel that stops airing promos loses the learned end hold after a few dozen breaks."""
+    def note_break(self, promo: bool, why: str = "") -> None:
+        """Count one decided break, and whether it held a promo (``why``: what showed it, for the log). Only the last
+        ``BREAKS_KEPT`` count (older ones fade in proportion), so a channel that stops airing promos loses the learned
+        end hold after a few dozen breaks."""
         self.breaks += 1.0
         self.promo_breaks += 1.0 if promo else 0.0
         if self.breaks > BREAKS_KEPT:
             scale = BREAKS_KEPT / self.breaks
             self.breaks *= scale
             self.promo_breaks *= scale
+        log.info("break checked: %s%s; %.1f of %.1f breaks held one, break ends %s", "a promo" if promo else "no promo",
+                 f" ({why})" if why else "", self.promo_breaks, self.breaks,
+                 "held" if self.expects_promos() else "not held")
 
     def promos_seen(self) -> bool:
         """Whether this channel airs promos inside its breaks (at least one among the breaks remembered)."""

@@ -103,8 +103,9 @@ class FusionConfig:
     device cannot tell a promo after a separator from the show's return while it airs. A channel without promos gets
     its fast unmute back after this many breaks; 0 gives a new device the fast unmute from the start."""
     promo_logo: float = 0.5
-    """A block inside a decided break, no longer than ``promo_max_s`` and not a separator, whose mean logo presence is
-    at least this, is the channel's promo or ident: the break counts as holding a promo."""
+    """A block inside a decided break, not a separator, from ``spot_min_s`` (less ``spot_tolerance_s``) to
+    ``promo_max_s`` long, whose mean logo presence is at least this, is the channel's promo or ident: the break counts
+    as holding a promo."""
     promo_check_s: float = 30.0
     """Online: how long after a break's end its last minutes are decoded again, without the decided end pinned, to
     see whether the channel put a promo there."""

@@ -280,7 +280,7 @@ class FusionDecision(DecidedState):
             ]
             if not self._break_noted and holds_promo(self.closed_break, cfg):
                 # the break, held long enough, took in a stretch with the channel's logo: a promo or ident
-                self.calibration.note_break(promo=True)
+                self.calibration.note_break(promo=True, why=f"a logo block inside the break ending at {boundary:.1f} s")
                 self._break_noted = True
         if other == AD:
             returned = self._state is Label.PROGRAM and not initial and self._break_start is not None
@@ -288,7 +288,8 @@ class FusionDecision(DecidedState):
                 # the "show" that ended the last break lasted less than a show: the channel's promo (or ident) with
                 # its logo, inside the break. Learned now, so this break's end is already held
                 if not self._break_noted:
-                    self.calibration.note_break(promo=True)
+                    self.calibration.note_break(promo=True, why=f"the show that ended it at {self._boundary:.1f} s "
+                                                f"lasted {boundary - self._boundary:.1f} s")
                 self._break_noted = True
                 self._check_at = None
             else:
@@ -334,7 +335,8 @@ class FusionDecision(DecidedState):
         later = bool(path) and float(blocks.t0[path[-1][0]]) >= end + cfg.spot_min_s - cfg.spot_tolerance_s
         if later or logo_known(self.closed_break):
             # a break whose blocks had no learned logo to look at cannot show that it held no promo
-            self.calibration.note_break(promo=later)
+            self.calibration.note_break(promo=later, why=f"the break ending at {end:.1f} s, decoded again, ends at "
+                                        f"{float(blocks.t0[path[-1][0]]):.1f} s" if later else "")
 
 
 def logo_known(blocks: list[tuple[float, float, float, bool]]) -> bool:
@@ -344,9 +346,14 @@ def logo_known(blocks: list[tuple[float, float, float, bool]]) -> bool:
 
 def holds_promo(blocks: list[tuple[float, float, float, bool]], cfg: FusionConfig) -> bool:
     """Whether a decided break (its blocks as in ``FusionDecision.closed_break``) holds the channel's promo or ident:
-    a block that is no separator, no longer than ``promo_max_s``, with the logo on at least ``promo_logo`` of it."""
+    a block that is no separator, lasts a spot's length up to ``promo_max_s``, with the logo on at least
+    ``promo_logo`` of it. (A frame or two between blacks where the show's logo still shows is no promo.)"""
+    shortest = cfg.spot_min_s - cfg.spot_tolerance_s
     return any(
-        not separator and not math.isnan(logo) and logo >= cfg.promo_logo and t1 - t0 <= cfg.promo_max_s + 1e-9
+        not separator
+        and not math.isnan(logo)
+        and logo >= cfg.promo_logo
+        and shortest - 1e-9 <= t1 - t0 <= cfg.promo_max_s + 1e-9
         for t0, t1, logo, separator in blocks
     )
 

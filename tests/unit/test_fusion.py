@@ -278,6 +278,23 @@ def test_a_new_device_keeps_a_promo_closing_a_break_muted_and_learns_the_channel
     assert all(tr.decided_t - tr.boundary_t >= 16.0 - 1e-6 for tr in ends), ends
 
 
+def test_a_glimpse_of_the_logo_between_a_breaks_blacks_is_no_promo():
+    """A frame or two with the show's logo between the first blacks of a break (the picture fading out) is no promo:
+    a promo lasts a spot's length. The new device checks its breaks and drops the hold as on any channel without."""
+    b = Broadcast(13)
+    for spots in ([15, 30], [20, 15], [30, 10], [15, 20], [25, 15]):
+        b.program(150).add("ad", 0.6, logo=0.0, black=True)
+        glimpse = len(b.times)
+        b.add("ad", 0.2, logo=1.0)
+        b.rows["cut"][glimpse] = 0.0  # the same fading picture, no new scene
+        b.brk(spots)
+    b.program(150)
+    machine = FusionDecision()
+    ends = _ends(_run(machine, b))
+    assert len(ends) == 5 and machine.calibration.promo_breaks == 0.0, machine.calibration.promo_breaks
+    assert all(tr.decided_t - tr.boundary_t < 3.0 for tr in ends[3:]), ends
+
+
 def test_a_break_seen_before_the_logo_was_learned_is_not_counted_as_checked():
     """Without a learned logo a break cannot show that it held no promo: it does not count towards the breaks a new
     device checks before it drops its hold."""
