@@ -371,9 +371,13 @@ def live_row() -> Row:
                f"{d['extra_commands']} extra, {d['flaps']} flaps")
         try:
             fs = r.get("live-first-start", "latency_to_mute_command")
-            out += (f". A brand-new device's first {num(r.get('live-first-start', 'minutes_each'))} minutes "
-                    f"(`--first-minutes 0`): {num(fs['ad_start']['median_s'])} s / {num(fs['ad_start']['p95_s'])} s "
-                    f"({num(fs['ad_end']['median_s'])} s / {num(fs['ad_end']['p95_s'])} s)")
+            def spread(x: dict[str, Any]) -> str:
+                return f"{num(x['median_s'])} s / {num(x['p95_s'])} s" if x.get("n") else "none matched"
+
+            first = r.get("live-first-start")
+            out += (f". A brand-new device's first {num(first['minutes_each'])} minutes (`--first-minutes 0`; its "
+                    "unmutes wait 16 s until it has checked 3 breaks without a promo): "
+                    f"{spread(fs['ad_start'])} ({spread(fs['ad_end'])}), {first['missing_commands']} missing")
         except Missing:
             out += ". A brand-new device's first minutes (`--first-minutes 0`): not in bench/results"
         return out
