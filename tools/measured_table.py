@@ -369,12 +369,12 @@ def live_row() -> Row:
 
         out = (f"{setup}: {pair(s)} ({pair(e)}), {d['missing_commands']} missing, "
                f"{d['extra_commands']} extra, {d['flaps']} flaps")
-        try:
-            fs = r.get("live-first-start", "latency_to_mute_command")
-            def spread(x: dict[str, Any]) -> str:
-                return f"{num(x['median_s'])} s / {num(x['p95_s'])} s" if x.get("n") else "none matched"
+        def spread(x: dict[str, Any]) -> str:
+            return f"{num(x['median_s'])} s / {num(x['p95_s'])} s" if x.get("n") else "none matched"
 
+        try:
             first = r.get("live-first-start")
+            fs = first["latency_to_mute_command"]
             out += (f". A brand-new device's first {num(first['minutes_each'])} minutes (`--first-minutes 0`; its "
                     "unmutes wait 16 s until it has checked 3 breaks without a promo): "
                     f"{spread(fs['ad_start'])} ({spread(fs['ad_end'])}), {first['missing_commands']} missing")
