@@ -28,7 +28,7 @@ from adbreak.errors import AdbreakError
 from edge.backbone import Backbone, sha256_file
 from edge.decision import DecisionConfig
 from edge.fusion import FusionConfig
-from edge.geometry import Geometry
+from edge.geometry import DEFAULT_RESIZE, Geometry, resize_name
 from edge.head import SoftmaxHead
 
 FORMAT = "adbreak-model-bundle"
@@ -41,11 +41,13 @@ class Preprocessing:
     input_size: int = 224
     fps: float = 5.0
     geometry: Geometry = field(default_factory=Geometry)
+    resize: str = DEFAULT_RESIZE
+    """How a frame becomes the model input (``edge.geometry.RESIZES``): the one the head was trained with."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "input_size": self.input_size,
-            "resize": "cv2.INTER_AREA, whole frame, no centre crop",
+            "resize": self.resize,
             "color": "RGB",
             "backbone_input": "int8 byte = pixel - 128 (float equivalent (pixel - 127) / 128)",
             "fps": self.fps,
@@ -58,6 +60,7 @@ class Preprocessing:
             input_size=int(data.get("input_size", 224)),
             fps=float(data.get("fps", 5.0)),
             geometry=Geometry.from_dict(data.get("geometry")),
+            resize=resize_name(data.get("resize")),
         )
 
 

@@ -21,7 +21,7 @@ from adbreak.training.dataset import FrameItem, Split, scan_dataset, split_by_ti
 from edge.backbone import DEFAULT_BACKBONE, Backbone
 from edge.bundle import Preprocessing, write_bundle_files
 from edge.decision import DecisionConfig
-from edge.geometry import Geometry
+from edge.geometry import DEFAULT_RESIZE, Geometry
 from edge.head import SoftmaxHead
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,11 @@ class TrainResult:
     report: dict[str, Any]
 
 
-def _decode(item: FrameItem, data: bytes, geometry: Geometry, size: int) -> np.ndarray:
+def _decode(item: FrameItem, data: bytes, geometry: Geometry, size: int, resize: str) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise AdbreakError(f"corrupt image in the dataset: {item.path}")
-    return geometry.to_input(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size)
+    return geometry.to_input(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size, resize)
 
 
 def compute_features(
@@ -66,13 +66,15 @@ def compute_features(
     geometry: Geometry,
     cache: BottleneckCache,
     *,
+    resize: str = DEFAULT_RESIZE,
     progress: bool = True,
 ) -> np.ndarray:
     """Features of every item, from the cache where possible; misses run the backbone and are cached per batch."""
     from tqdm import tqdm
 
     size = backbone.input_size
-    signature = json.dumps({"size": size, "geometry": geometry.to_dict()}, sort_keys=True)
+    # what makes a cached feature: the image's bytes and this preprocessing
+    signature = json.dumps({"size": size, "geometry": geometry.to_dict(), "resize": resize}, sort_keys=True)
     blobs = []
     keys = []
     for it in tqdm(items, desc="hashing", unit="img", disable=not progress, leave=False):
@@ -93,7 +95,7 @@ def compute_features(
         with ThreadPoolExecutor(max_workers=2) as pool:  # decode + resize in threads, the backbone here
             for start in range(0, len(missing), BATCH):
                 batch = missing[start : start + BATCH]
-                images = np.stack(list(pool.map(lambda i: _decode(items[i], blobs[i], geometry, size), batch)))
+                images = np.stack(list(pool.map(lambda i: _decode(items[i], blobs[i], geometry, size, resize), batch)))
                 feats = backbone.features(images)
                 out[batch] = feats
                 cache.put_many((keys[i], feats[j]) for j, i in enumerate(batch))
@@ -263,7 +265,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig = TrainConfig()
     cache = BottleneckCache(cfg.cache_dir or default_cache_dir(), backbone.sha256, backbone.dim)
     t_feat = time.perf_counter()
     try:
-        feats = compute_features(items, backbone, cfg.geometry, cache, progress=cfg.progress)
+        feats = compute_features(items, backbone, cfg.geometry, cache, resize=DEFAULT_RESIZE, progress=cfg.progress)
     finally:
         cache.close()
     t_fit = time.perf_counter()
@@ -312,7 +314,8 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig = TrainConfig()
             root,
             head=head,
             backbone=backbone,
-            preprocessing=Preprocessing(input_size=backbone.input_size, fps=cfg.fps, geometry=cfg.geometry),
+            preprocessing=Preprocessing(input_size=backbone.input_size, fps=cfg.fps, geometry=cfg.geometry,
+                                        resize=DEFAULT_RESIZE),
             decision=cfg.decision,
             name=cfg.name,
         )

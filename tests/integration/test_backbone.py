@@ -7,7 +7,7 @@ import pytest
 
 from adbreak.errors import AdbreakError
 from edge.backbone import DEFAULT_BACKBONE, Backbone, sha256_file
-from edge.geometry import resize_input
+from edge.geometry import RESIZE_AREA, RESIZE_HALVE_LINEAR, resize_input
 
 DATA = Path(__file__).parent.parent / "data"
 ESPRESSO = 967
@@ -39,8 +39,26 @@ def test_preprocessing_of_the_bundled_photos_is_the_reference_input(reference):
     names = list(reference["names"])
     for name in ("coffee", "chelsea", "astronaut", "rocket"):  # plain RGB photos; the others need conversion
         want = reference["inputs"][names.index(name)]
-        got = resize_input(getattr(data, name)())
+        got = resize_input(getattr(data, name)(), method=RESIZE_AREA)
         assert np.array_equal(got, want), name
+
+
+def test_the_new_bundles_resize_keeps_the_backbone_faithful(reference):
+    """Bundles trained now resize with ``halve-linear``: its inputs stay within a grey level of the reference's on
+    average, and the int8 features of them still match the PyTorch features of the reference inputs."""
+    from skimage import data
+
+    names = list(reference["names"])
+    photos = ("coffee", "chelsea", "astronaut", "rocket")
+    got = np.stack([resize_input(getattr(data, name)(), method=RESIZE_HALVE_LINEAR) for name in photos])
+    want = reference["inputs"][[names.index(n) for n in photos]]
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 12, (diff.mean(), np.percentile(diff, 99))
+    feats = Backbone.shared().features(got)
+    ref = reference["features"][[names.index(n) for n in photos]]
+    cos = (feats * ref).sum(1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(ref, axis=1))
+    for name, c in zip(photos, cos, strict=True):
+        assert c >= 0.97, f"{name}: cosine {c:.4f}"
 
 
 def test_int8_features_match_pytorch_cosine_at_least_097(reference):
