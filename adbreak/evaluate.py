@@ -72,9 +72,12 @@ def evaluate_video(
     detector = Detector(bundle, decision, geometry, fusion=fusion, decider=decider, state_dir=state_dir)
     # decoded in a child process (the interpreter lock would make a decoding thread and the analysis take turns); the
     # child also converts each frame to its model input and screen luma, so only those small pictures cross over.
+    # With a model the child measures the per-frame cues too (Detector.stream_converter): the backbone makes this
+    # process the busier one. Without a model decoding is the bulk of the work, and the cues stay here.
     # With two cores or fewer and a model, the backbone needs the other core: the decoder then uses one thread
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    source = ProcessSource(str(video), fps or detector.fps, convert=detector.converter,
+    convert = detector.stream_converter() if bundle is not None else detector.converter
+    source = ProcessSource(str(video), fps or detector.fps, convert=convert,
                            threads=cores > 2 or bundle is None, luma_only=bundle is None and detector.cues is not None)
     ts: list[float] = []
     cue_rows: dict[str, list[float]] = {name: [] for name in CUE_COLUMNS if name != "p_ad"}

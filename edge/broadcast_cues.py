@@ -35,11 +35,13 @@ class BroadcastCues:
         self.memory = AdMemory(path=folder / MEMORY_FILE if folder else None)
         self.names: tuple[str, ...] = (*self.frame_cues.names, "luma", "logo", "repeat")
 
-    def screen_values(self, screen: ScreenFrame) -> dict[str, float]:
+    def screen_values(self, screen: ScreenFrame, frame_values: Mapping[str, float] | None = None) -> dict[str, float]:
         """The cues that depend on the picture and sound alone (not on what was decided): the per-frame cues, the
         luma and the logo. They may run ahead of the decision, in another thread (``Detector.prepare``), as long as
-        frames come in order."""
-        values = self.frame_cues.update(screen)
+        frames come in order. ``frame_values``: the per-frame cues already measured elsewhere, by a
+        :class:`~edge.cues.CueSet` of this stream's own (in a decoding process, ``edge.pipeline.StreamConverter``);
+        ``frame_cues`` is then not used."""
+        values = dict(frame_values) if frame_values is not None else self.frame_cues.update(screen)
         values["luma"] = float(screen.small.mean()) / 255.0  # for the fusion's test of a fade (dim on both sides)
         values["logo"] = self.logo.update(screen)
         return values

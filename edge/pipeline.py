@@ -19,7 +19,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,11 +28,12 @@ import numpy as np
 from adbreak.errors import AdbreakError
 from edge.broadcast_cues import BroadcastCues
 from edge.bundle import ModelBundle
+from edge.cues import CueSet
 from edge.cues.base import ANALYSIS_WIDTH, ScreenFrame
 from edge.decision import AdStateMachine, DecisionConfig, Label, Transition
 from edge.fusion import FusionConfig, FusionDecision
 from edge.fusion.decoder import clean_ad_spans
-from edge.geometry import Geometry
+from edge.geometry import DEFAULT_RESIZE, Geometry
 from edge.sources.base import Frame
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class PreparedFrame:
     prepare_s: float  # wall time of the preprocessing, counted in the result's latency
     screen: ScreenFrame | None = None
     cues: Mapping[str, float] | None = None  # the screen's own cues (``BroadcastCues.screen_values``), if measured
+    frame_cues: Mapping[str, float] | None = None  # the per-frame cues alone, if measured where it was decoded
 
 
 @dataclass(frozen=True)
@@ -79,15 +81,36 @@ class FrameConverter:
     geometry: Geometry
     size: int
     screen: bool
+    resize: str = DEFAULT_RESIZE  # the bundle's (``edge.geometry.RESIZES``)
 
     def __call__(self, frame: Frame) -> PreparedFrame:
         started = time.perf_counter()
-        x = self.geometry.to_input(frame.image, self.size) if self.size > 0 else None
+        x = self.geometry.to_input(frame.image, self.size, self.resize) if self.size > 0 else None
         screen = None
         if self.screen:
             gray = self.geometry.to_screen_gray(frame.image, ANALYSIS_WIDTH)
             screen = ScreenFrame.from_gray(frame.t, gray, frame.audio)
         return PreparedFrame(frame.t, frame.index, x, time.perf_counter() - started, screen)
+
+
+class StreamConverter:
+    """A :class:`FrameConverter` followed by the per-frame cues (:class:`~edge.cues.CueSet`: black, cut, aspect,
+    silence) for a process that decodes one stream and sees its frames in order (``ProcessSource(...,
+    convert=...)``). Those cues keep a little state of their own stream (the previous frame's histogram, the black
+    level seen so far) and nothing a device keeps, so they can run there, on the decoder's core; the learned logo
+    and the ad memory, which belong to the device, stay with the :class:`Detector`. One per stream; picklable."""
+
+    def __init__(self, converter: FrameConverter) -> None:
+        self.converter = converter
+        self.cue_set = CueSet()
+
+    def __call__(self, frame: Frame) -> PreparedFrame:
+        prepared = self.converter(frame)
+        if prepared.screen is None:
+            return prepared
+        started = time.perf_counter()
+        values = self.cue_set.update(prepared.screen)
+        return replace(prepared, prepare_s=prepared.prepare_s + time.perf_counter() - started, frame_cues=values)
 
 
 class Detector:
@@ -119,6 +142,7 @@ class Detector:
             self.geometry = bundle.preprocessing.geometry if bundle else Geometry()
         self.fps = bundle.preprocessing.fps if bundle else DEFAULT_FPS
         self.size = bundle.preprocessing.input_size if bundle else 0
+        self.resize = bundle.preprocessing.resize if bundle else DEFAULT_RESIZE
         self.backbone = bundle.backbone() if bundle else None
         self.head = bundle.head if bundle else None
         self.ad_index = bundle.ad_index if bundle else -1
@@ -126,7 +150,7 @@ class Detector:
         self.machine: AdStateMachine | FusionDecision = (
             FusionDecision(self.fusion) if decider == "fusion" else AdStateMachine(self.decision)
         )
-        self.converter = FrameConverter(self.geometry, self.size if bundle else 0, self.cues is not None)
+        self.converter = FrameConverter(self.geometry, self.size if bundle else 0, self.cues is not None, self.resize)
         """This detector's stateless preprocessing, picklable for a decoding process."""
         self._calibration_path = (
             Path(state_dir) / CALIBRATION_FILE if state_dir is not None and decider == "fusion" else None
@@ -134,12 +158,17 @@ class Detector:
         if self._calibration_path is not None and isinstance(self.machine, FusionDecision):
             self.machine.calibration.load(self._calibration_path)
 
+    def stream_converter(self) -> FrameConverter | StreamConverter:
+        """What a decoding process of one stream runs on each frame: the converter, and the per-frame cues when this
+        detector runs cues (``prepare`` then takes their values as they come)."""
+        return StreamConverter(self.converter) if self.cues is not None else self.converter
+
     @property
     def version(self) -> str:
         return self.bundle.version if self.bundle else NO_MODEL_VERSION
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
-        return self.geometry.to_input(image, self.size)
+        return self.geometry.to_input(image, self.size, self.resize)
 
     def prepare(self, frame: Frame | PreparedFrame) -> PreparedFrame:
         """The preprocessing (unless ``frame`` was converted already, e.g. in a decoding process) and the cues that
@@ -149,7 +178,7 @@ class Detector:
         if self.cues is None or prepared.screen is None or prepared.cues is not None:
             return prepared
         started = time.perf_counter()
-        cues = self.cues.screen_values(prepared.screen)
+        cues = self.cues.screen_values(prepared.screen, prepared.frame_cues)
         spent = prepared.prepare_s + (time.perf_counter() - started)
         return PreparedFrame(prepared.t, prepared.index, prepared.input, spent, prepared.screen, cues)
 
@@ -170,6 +199,8 @@ class Detector:
         else:
             prepared = self.converter(frame)
         x, screen, screen_values = prepared.input, prepared.screen, prepared.cues
+        if screen_values is None and screen is not None and self.cues is not None and prepared.frame_cues is not None:
+            screen_values = self.cues.screen_values(screen, prepared.frame_cues)  # not through prepare()
         probs = self.classify(x) if x is not None else np.zeros(0)
         p_ad = float(probs[self.ad_index]) if self.bundle else math.nan
         values: dict[str, float] = (

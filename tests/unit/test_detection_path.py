@@ -124,3 +124,55 @@ def test_a_prepared_frame_gives_the_result_of_the_full_frame(tmp_path):
         assert np.array_equal(ra.probs, rb.probs)
         assert (ra.t, ra.p_ad, ra.smoothed, ra.state) == (rb.t, rb.p_ad, rb.smoothed, rb.state)
         assert rb.latency_s >= prepared.prepare_s
+
+
+@pytest.mark.parametrize("resize", ["area", "halve-linear"])
+def test_the_detector_resizes_as_its_bundle_was_trained(tmp_path, resize):
+    """A bundle's resize reaches the detector and its picklable converter (the one a decoding process runs)."""
+    import pickle
+
+    from edge.backbone import Backbone
+    from edge.bundle import ModelBundle, Preprocessing, write_bundle_files
+    from edge.decision import DecisionConfig
+    from edge.geometry import resize_input
+    from edge.head import SoftmaxHead
+    from edge.pipeline import Detector
+
+    bb = Backbone.shared()
+    head = SoftmaxHead(("ad", "program"), np.zeros(bb.dim, np.float32), np.ones(bb.dim, np.float32),
+                       np.zeros((bb.dim, 2), np.float32), np.zeros(2, np.float32))
+    write_bundle_files(tmp_path, head=head, backbone=bb, preprocessing=Preprocessing(resize=resize),
+                       decision=DecisionConfig(), name="t")
+    det = Detector(ModelBundle.load(tmp_path))
+    image = np.random.default_rng(3).integers(0, 256, (540, 960, 3), dtype=np.uint8)
+    want = resize_input(image, method=resize)
+    assert np.array_equal(det.preprocess(image), want)
+    converter = pickle.loads(pickle.dumps(det.converter))
+    assert np.array_equal(converter(Frame(t=0.0, image=image, index=0)).input, want)
+
+
+def test_per_frame_cues_measured_in_the_decoder_give_the_same_results():
+    """``evaluate`` measures the per-frame cues in its decoding process (``Detector.stream_converter``): every cue
+    value and decision equals that of the detector measuring them itself."""
+    import pickle
+
+    from edge.pipeline import Detector, PreparedFrame, StreamConverter
+
+    rng = np.random.default_rng(5)
+    a, b = Detector(None), Detector(None)
+    convert = pickle.loads(pickle.dumps(b.stream_converter()))  # as a decoding process gets it
+    assert isinstance(convert, StreamConverter)
+    for i in range(60):
+        shade = 0 if 20 <= i < 24 else 60 + 40 * (i // 10)  # a black gap and scene changes
+        image = np.clip(rng.normal(shade, 20, (180, 320, 3)), 0, 255).astype(np.uint8)
+        audio = (rng.normal(0, 0.001 if 20 <= i < 24 else 0.2, 3200)).astype(np.float32)
+        frame = Frame(t=i / 5, image=image, index=i, audio=audio)
+        prepared = convert(frame)
+        assert isinstance(prepared, PreparedFrame) and prepared.frame_cues is not None
+        # every other frame straight to process(), as a caller without a prefetch thread does
+        rb = b.process(b.prepare(prepared) if i % 2 else prepared)
+        ra = a.process(frame)
+        assert ra.cues.keys() == rb.cues.keys()
+        for k, v in ra.cues.items():
+            assert v == rb.cues[k] or (np.isnan(v) and np.isnan(rb.cues[k])), (i, k, v, rb.cues[k])
+        assert (ra.smoothed, ra.state, ra.transition) == (rb.smoothed, rb.state, rb.transition)
