@@ -79,3 +79,22 @@ def test_a_child_that_dies_is_an_error_not_a_hang(clip):
             pass
     assert time.monotonic() - started < 10
     src.close()
+
+
+def _growing(frame):
+    """A converter whose output grows 8x from frame to frame: later batches outgrow the ring's slots."""
+    return frame.index, np.full(64 * 8 ** min(frame.index, 5), frame.index % 251, np.uint8)
+
+
+def test_batches_cross_through_shared_memory_or_whole_through_the_pipe_and_the_ring_goes(clip):
+    from pathlib import Path
+
+    with ProcessSource(str(clip), 5.0, convert=_growing, batch=1) as src:
+        got = list(src)
+        name = src._ring_name
+        assert Path("/dev/shm", name).exists()  # the child made the ring for the first batch
+    assert [i for i, _ in got] == list(range(len(got))) and len(got) == 20
+    for i, data in got:
+        assert data.size == 64 * 8 ** min(i, 5) and (data == i % 251).all()
+        data[0] = 1  # a copy of its own, not a view of a slot that is reused
+    assert not Path("/dev/shm", name).exists()
