@@ -51,15 +51,19 @@ class _RingWriter:
         self.shm: shared_memory.SharedMemory | None = None
         self.slot_bytes = 0
         self.next = 0
+        self.unavailable = False
 
     def send(self, items: list[Any]) -> None:
         buffers: list[pickle.PickleBuffer] = []
         data = pickle.dumps(items, protocol=5, buffer_callback=buffers.append)
         views = [b.raw() for b in buffers]
         total = sum(v.nbytes for v in views)
-        if self.shm is None and total:
+        if self.shm is None and total and not self.unavailable:
             self.slot_bytes = 2 * total  # room for the batches to come (a larger one goes through the pipe whole)
-            self.shm = shared_memory.SharedMemory(name=self.name, create=True, size=self.slot_bytes * self.slots)
+            try:
+                self.shm = shared_memory.SharedMemory(name=self.name, create=True, size=self.slot_bytes * self.slots)
+            except OSError:  # no /dev/shm, or too small for it (a container's): the pipe carries everything
+                self.unavailable = True
         if self.shm is None or total > self.slot_bytes:
             self.out.put(("frames", items))
             return

@@ -98,3 +98,26 @@ def test_batches_cross_through_shared_memory_or_whole_through_the_pipe_and_the_r
         assert data.size == 64 * 8 ** min(i, 5) and (data == i % 251).all()
         data[0] = 1  # a copy of its own, not a view of a slot that is reused
     assert not Path("/dev/shm", name).exists()
+
+
+
+def test_without_shared_memory_the_pipe_carries_everything(monkeypatch):
+    """A ring that cannot be made (no /dev/shm, or a container's too small one) is no error: batches take the pipe,
+    and no second try is made for each batch."""
+    from edge.sources import process
+
+    tries = []
+
+    def refuse(**kwargs):
+        tries.append(kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(process.shared_memory, "SharedMemory", refuse)
+    sent = []
+    queue = type("Queue", (), {"put": lambda self, message: sent.append(message)})()
+    writer = process._RingWriter(queue, None, "adbreak-test-no-ring", 3)
+    for k in range(3):
+        writer.send([np.full(1000, k, np.uint8)])
+    assert [kind for kind, _ in sent] == ["frames"] * 3 and len(tries) == 1
+    assert [int(items[0][0]) for _, items in sent] == [0, 1, 2]
+    writer.close()
