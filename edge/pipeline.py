@@ -195,12 +195,8 @@ class Detector:
         started = time.perf_counter()
         if isinstance(frame, PreparedFrame):
             started -= frame.prepare_s  # prepared elsewhere (another thread or process): its time counts too
-            prepared = frame
-        else:
-            prepared = self.converter(frame)
+        prepared = self.prepare(frame)  # whatever was not done yet: the conversion, the screen's own cues
         x, screen, screen_values = prepared.input, prepared.screen, prepared.cues
-        if screen_values is None and screen is not None and self.cues is not None and prepared.frame_cues is not None:
-            screen_values = self.cues.screen_values(screen, prepared.frame_cues)  # not through prepare()
         probs = self.classify(x) if x is not None else np.zeros(0)
         p_ad = float(probs[self.ad_index]) if self.bundle else math.nan
         values: dict[str, float] = (
